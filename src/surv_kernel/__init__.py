@@ -1,0 +1,89 @@
+"""surv_kernel: a trade-surveillance detection kernel.
+
+Data flows one way through the modules:
+bytes -> records (``schema``) -> columns (``batch``, ``ingest``) -> window
+statistics (``kernels``, ``windows``) -> scored episodes (``model``) -> alerts.
+
+Heavy modules (Numba kernels, the model) are imported on first use of a name
+that needs them, so ``import surv_kernel`` stays cheap for callers that only
+need the reference tables or the legacy shim's helpers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .batch import Dictionaries, Dictionary, TradeBatch
+from .reference import (
+    ASSET_CLASS_FLOORS_USD,
+    FX_RATES_USD,
+    ReferenceDataError,
+    UnknownAssetClassError,
+    UnknownCurrencyError,
+    asset_class_floor,
+    fx_rate,
+)
+
+__version__ = "0.1.0"
+
+# public name -> submodule that defines it
+_LAZY = {
+    # ingest
+    "decode_feed": "ingest",
+    "iter_feed": "ingest",
+    "columns_from_dicts": "ingest",
+    "Quarantine": "ingest",
+    "QuarantineRecord": "ingest",
+    "FeedError": "ingest",
+    "Trade": "schema",
+    # kernel wrappers
+    "rolling_window_sums": "windows",
+    "window_stats": "windows",
+    "WindowStats": "windows",
+    # alert model
+    "detect": "model",
+    "calibrate": "model",
+    "Baselines": "model",
+    "DetectionConfig": "model",
+    "Detection": "model",
+    "Alert": "model",
+    "SuppressedEpisode": "model",
+    # scenarios and evaluation
+    "generate_day": "scenario",
+    "evaluate_alerts": "scenario",
+    # desks, ops
+    "fetch_with_retry": "desks",
+    "run_desks": "desks",
+    "FeedUnavailableError": "desks",
+    "metrics": "observability",
+    # streaming
+    "SurveillanceStream": "stream",
+}
+
+__all__ = [
+    "ASSET_CLASS_FLOORS_USD",
+    "FX_RATES_USD",
+    "Dictionaries",
+    "Dictionary",
+    "ReferenceDataError",
+    "TradeBatch",
+    "UnknownAssetClassError",
+    "UnknownCurrencyError",
+    "asset_class_floor",
+    "fx_rate",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'surv_kernel' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
