@@ -53,9 +53,9 @@ _LAZY = {
     "generate_day": "scenario",
     "evaluate_alerts": "scenario",
     # desks, ops
-    "fetch_with_retry": "desks",
-    "run_desks": "desks",
     "FeedUnavailableError": "desks",
+    "DeskFailuresError": "desks",
+    "process_all_desks": "desks",
     "metrics": "observability",
     # streaming
     "SurveillanceStream": "stream",

@@ -1,0 +1,162 @@
+"""
+trade_surveillance_pipeline.py
+Global Supervisory and Surveillance — Alert Pipeline
+
+The drop-in replacement of the received module. Every public name keeps its
+signature; the work is done by the ``surv_kernel`` package and these functions
+are thin wrappers. What changed for callers, and why, is in README.md under
+"What changed and why". In short: nothing that used to work stops working,
+except that silent failures are now loud (an unknown currency or asset class
+raises, a dead desk feed raises instead of returning "no anomalies").
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from surv_kernel import desks as _desks
+from surv_kernel.processors import EquityProcessor, SurveillanceProcessor, TradeProcessor
+from surv_kernel.records import load_feeds_as_dicts as _load_feeds_as_dicts
+from surv_kernel.records import make_alert as _make_alert
+from surv_kernel.records import transform as _transform
+from surv_kernel.reference import ASSET_CLASS_FLOORS_USD, asset_class_floor, fx_rate
+
+__all__ = [
+    "ALERT_THRESHOLDS",
+    "EquityProcessor",
+    "SurveillanceProcessor",
+    "TradeProcessor",
+    "analyze_desk",
+    "create_alert",
+    "detect_anomalies",
+    "fetch_trade_feed",
+    "get_fx_rate",
+    "get_threshold",
+    "load_trades",
+    "process_all_desks",
+    "transform_trade",
+]
+
+#: Alert floors by asset class, (asset_class, USD floor) pairs as before, now an
+#: immutable tuple derived from ``surv_kernel.reference.ASSET_CLASS_FLOORS_USD``
+#: (the single source of truth; lookups go through a dict, not a scan).
+ALERT_THRESHOLDS: tuple[tuple[str, int], ...] = tuple(
+    (asset_class, int(floor)) for asset_class, floor in ASSET_CLASS_FLOORS_USD.items()
+)
+
+
+def get_threshold(asset_class):
+    """Returns the alert threshold for a given asset class.
+
+    Raises ``surv_kernel.UnknownAssetClassError`` (a ValueError) for an asset
+    class without a floor; it used to return None, which switched detection
+    off for that class without a word.
+    """
+    return int(asset_class_floor(asset_class))
+
+
+def create_alert(trade, flags, metadata=None):
+    """Creates an alert record from a trade and its flags.
+
+    Neither ``trade`` nor ``metadata`` is modified or shared with the alert.
+    """
+    return _make_alert(trade, flags, metadata)
+
+
+def load_trades(desk_feeds):
+    """Loads trade data from all desk feeds (JSON array or NDJSON text/bytes).
+
+    Returns one list of trade dicts, as before. The pipeline itself no longer
+    uses this: it streams feeds into columns (``surv_kernel.iter_feed``).
+    """
+    return _load_feeds_as_dicts(desk_feeds)
+
+
+def fetch_trade_feed(desk_id, max_retries=3):
+    """Fetches trade data from a desk feed with retry logic.
+
+    Retries with capped exponential backoff and full jitter, logs through
+    ``logging``, and raises ``surv_kernel.FeedUnavailableError`` after the last
+    attempt (it used to return None, which became "no anomalies").
+    """
+    return _desks.fetch_trade_feed(desk_id, max_retries, api_call=lambda d: _api_call(d))
+
+
+def transform_trade(trade, normalize_notional, convert_currency, add_timestamps):
+    """Applies transformations to a trade record; returns a new dict.
+
+    The input is no longer modified. New code should call
+    ``surv_kernel.records.transform`` with keyword flags.
+    """
+    return _transform(
+        trade,
+        normalize_notional=normalize_notional,
+        convert_currency=convert_currency,
+        add_timestamp=add_timestamps,
+    )
+
+
+def process_all_desks(desk_ids):
+    """Processes trades from multiple desks concurrently.
+
+    Returns one list of alerts per desk, in the order of ``desk_ids``. A desk
+    that fails is logged and counted, the other desks still finish, and then
+    ``surv_kernel.DeskFailuresError`` is raised carrying the healthy desks'
+    results; see README "What changed and why".
+    """
+    return _desks.process_all_desks(desk_ids, analyze=lambda d: analyze_desk(d))
+
+
+def detect_anomalies(trades, window_minutes=30, threshold_multiplier=3.0):
+    """Detects anomalous trading patterns within a time window.
+
+    Flags trader activity whose USD notional over a rolling window passes the
+    asset-class floor times ``threshold_multiplier`` and stands out from the
+    trader's own robust baseline; one alert per episode. Each alert keeps the
+    received keys (``trader_id``, ``trades``, ``combined_notional``,
+    ``window_minutes``) and adds the explanation.
+    """
+    from surv_kernel.ingest import columns_from_dicts
+    from surv_kernel.model import DetectionConfig, detect
+
+    batch = columns_from_dicts(trades)
+    config = DetectionConfig(
+        window_minutes=float(window_minutes), threshold_multiplier=float(threshold_multiplier)
+    )
+    return [alert.to_dict() for alert in detect(batch, config).alerts]
+
+
+def _api_call(desk_id):
+    """Stub — simulates API response from a desk feed (the external black box)."""
+    return json.dumps(
+        [
+            {
+                "trade_id": f"T{desk_id}001",
+                "asset_class": "equity",
+                "notional": 1500000,
+                "currency": "USD",
+                "trader_id": "TR001",
+                "timestamp": time.time(),
+                "surveillance_required": True,
+            }
+        ]
+    )
+
+
+def get_fx_rate(currency):
+    """Returns exchange rate to USD.
+
+    Raises ``surv_kernel.UnknownCurrencyError`` (a ValueError) for a currency
+    without a rate; it used to return 1.0, reading e.g. a JPY amount as USD.
+    """
+    return fx_rate(currency)
+
+
+def analyze_desk(desk_id):
+    """Analyzes trades for a single desk; returns its alerts as dicts.
+
+    A feed that cannot be fetched raises instead of looking like a quiet desk.
+    """
+    feed = fetch_trade_feed(desk_id)
+    return _desks.analyze_feed(desk_id, feed)
