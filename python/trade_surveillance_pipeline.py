@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import time
 
-from surv_kernel import desks as _desks
 from surv_kernel.processors import EquityProcessor, SurveillanceProcessor, TradeProcessor
 from surv_kernel.records import load_feeds_as_dicts as _load_feeds_as_dicts
 from surv_kernel.records import make_alert as _make_alert
@@ -44,6 +43,14 @@ __all__ = [
 ALERT_THRESHOLDS: tuple[tuple[str, int], ...] = tuple(
     (asset_class, int(floor)) for asset_class, floor in ASSET_CLASS_FLOORS_USD.items()
 )
+
+
+def _desks():
+    # imported on first use: it pulls in the Numba kernels, which callers that
+    # only need the helpers below should not pay for at import time
+    from surv_kernel import desks
+
+    return desks
 
 
 def get_threshold(asset_class):
@@ -80,7 +87,7 @@ def fetch_trade_feed(desk_id, max_retries=3):
     ``logging``, and raises ``surv_kernel.FeedUnavailableError`` after the last
     attempt (it used to return None, which became "no anomalies").
     """
-    return _desks.fetch_trade_feed(desk_id, max_retries, api_call=lambda d: _api_call(d))
+    return _desks().fetch_trade_feed(desk_id, max_retries, api_call=lambda d: _api_call(d))
 
 
 def transform_trade(trade, normalize_notional, convert_currency, add_timestamps):
@@ -105,7 +112,7 @@ def process_all_desks(desk_ids):
     ``surv_kernel.DeskFailuresError`` is raised carrying the healthy desks'
     results; see README "What changed and why".
     """
-    return _desks.process_all_desks(desk_ids, analyze=lambda d: analyze_desk(d))
+    return _desks().process_all_desks(desk_ids, analyze=lambda d: analyze_desk(d))
 
 
 def detect_anomalies(trades, window_minutes=30, threshold_multiplier=3.0):
@@ -159,4 +166,4 @@ def analyze_desk(desk_id):
     A feed that cannot be fetched raises instead of looking like a quiet desk.
     """
     feed = fetch_trade_feed(desk_id)
-    return _desks.analyze_feed(desk_id, feed)
+    return _desks().analyze_feed(desk_id, feed)

@@ -1,0 +1,36 @@
+# Every target sets itself up: it creates .venv with the registry's packages on
+# first use, so a fresh clone needs only Python 3.10+ and network to the registry.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install test demo lint bench-quick clean
+
+$(VENV)/.deps: pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet ".[test,report]"
+	touch $@
+
+# The package is installed (not put on sys.path), so the tests run against
+# what `pip install` ships, including the drop-in trade_surveillance_pipeline.
+install: $(VENV)/.deps
+	$(PY) -m pip install --quiet --no-deps --force-reinstall --no-build-isolation .
+
+test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest
+
+demo: install
+	$(VENV)/bin/surv-kernel demo --out out
+
+lint: $(VENV)/.deps
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+bench-quick: install
+	$(PY) -m pip install --quiet ".[bench]"
+	cd asv_bench && ../$(VENV)/bin/asv run --python=same --quick --show-stderr
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info out
