@@ -1,0 +1,897 @@
+"""Logs, metrics and the operator's health summary (standard library only).
+
+How to wire a module in (the whole API)::
+
+    import logging
+    from surv_kernel.observability import metrics
+
+    log = logging.getLogger(__name__)          # one logger per module
+    log.warning("feed retry", extra={"event": "fetch_retry", "desk": desk, "attempt": 2})
+
+    metrics.counter("surv_trades_decoded_total", desk=desk).inc(len(batch))
+    metrics.gauge("surv_desks_in_flight").set(3)          # .inc() / .dec() too
+    metrics.histogram("surv_detect_seconds", desk=desk).observe(0.12)
+    with metrics.histogram("surv_decode_seconds", desk=desk).time():
+        ...
+
+    metrics.value("surv_trades_decoded_total", desk="eq")  # one series' value
+    metrics.total("surv_desk_failures_total")              # summed over labels
+    metrics.snapshot()            # plain dict (JSON-serialisable)
+    metrics.render_prometheus()   # Prometheus text exposition format 0.0.4
+    print(health_summary())       # what an operator reads first
+    serve_metrics(9464)           # /metrics /health /health.json /snapshot.json over HTTP
+                                  # (or set SURV_METRICS_PORT: process_all_desks starts it)
+
+``python -m surv_kernel.observability health|metrics|json [--url URL | --file F]``
+reads a running process's endpoint (or a saved snapshot) from a terminal.
+
+- A metric *family* is a name plus a fixed set of label names; the first use
+  fixes its kind and label names, and a later use with other label names or
+  another kind raises ``ValueError`` (Prometheus would reject it too).
+  Label values are strings (other values are converted with ``str``).
+- The names the package itself emits are listed in :data:`METRICS` below with
+  their kind, labels and help text; use those names, or add yours there.
+- Histograms have fixed buckets (Prometheus-style cumulative ``le`` buckets),
+  chosen per metric: :data:`LATENCY_BUCKETS` for work, :data:`LAG_BUCKETS`
+  for the trade-to-alert lag whose SLA is in minutes.
+- Everything is thread-safe: the desk pool updates metrics from many threads.
+- Counters count since the process started (or since :meth:`MetricsRegistry.reset`);
+  rates and "in the last 5 minutes" are the scraper's job.
+
+Log records from this package carry their context in ``extra=`` fields
+(``desk``, ``attempt``, ``event``, ...), never formatted only into the text,
+so :class:`JsonFormatter` emits them as JSON keys a log search can filter on.
+:func:`configure_logging` installs it on the ``surv_kernel`` logger.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import datetime as _dt
+import json
+import logging
+import math
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, TextIO
+
+__all__ = [
+    "LAG_BUCKETS",
+    "LATENCY_BUCKETS",
+    "METRICS",
+    "Counter",
+    "Gauge",
+    "Histogram",
+    "JsonFormatter",
+    "MetricsRegistry",
+    "configure_logging",
+    "health_report",
+    "health_summary",
+    "metrics",
+    "serve_metrics",
+    "serve_metrics_from_env",
+]
+
+#: Seconds. Fine at the low end (a decode of a small feed is milliseconds),
+#: coarse past a minute (a fetch stuck in retries).
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+)
+
+#: Seconds from a trade's timestamp to its alert. The SLA conversation is in
+#: minutes (the audit saw 45-60 min), so the buckets are minute-grained past 1 min.
+LAG_BUCKETS: tuple[float, ...] = (
+    1.0,
+    5.0,
+    15.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    900.0,
+    1800.0,
+    2700.0,
+    3600.0,
+    7200.0,
+    21600.0,
+    86400.0,
+)
+
+#: The metric families the package emits: name -> (kind, label names, help).
+#: Other modules may use any name; known names get their help text and labels
+#: checked, and :func:`health_report` reads these.
+METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    # feeds (desks.fetch_trade_feed)
+    "surv_feed_fetch_seconds": (
+        "histogram",
+        ("desk",),
+        "Wall time of fetch_trade_feed calls that returned a feed, retries and backoff included.",
+    ),
+    "surv_feed_attempts_total": (
+        "counter",
+        ("desk", "outcome"),
+        "Feed API calls by outcome: ok, retryable (will retry or gave up), fatal (not retried).",
+    ),
+    "surv_feed_retries_total": (
+        "counter",
+        ("desk",),
+        "Backoff sleeps taken before another feed attempt.",
+    ),
+    "surv_feed_failures_total": (
+        "counter",
+        ("desk", "reason"),
+        "fetch_trade_feed calls that raised: exhausted (all attempts failed), "
+        "budget (time budget spent), fatal (error not worth retrying).",
+    ),
+    # desks (desks.analyze_feed / process_all_desks)
+    "surv_desk_seconds": (
+        "histogram",
+        ("desk",),
+        "Wall time of one desk's analysis in process_all_desks (fetch + decode + detect).",
+    ),
+    "surv_desk_runs_total": (
+        "counter",
+        ("desk", "outcome"),
+        "Desk analyses finished in process_all_desks by outcome: ok or failed.",
+    ),
+    "surv_desk_failures_total": (
+        "counter",
+        ("desk", "kind"),
+        "Failed desk analyses by kind: feed_unavailable, bad_feed, bad_result, timeout, error.",
+    ),
+    "surv_desk_last_success_timestamp_seconds": (
+        "gauge",
+        ("desk",),
+        "Unix time of the desk's last successful analysis.",
+    ),
+    "surv_desk_last_failure_timestamp_seconds": (
+        "gauge",
+        ("desk",),
+        "Unix time of the desk's last failed analysis.",
+    ),
+    "surv_desks_in_flight": ("gauge", (), "Desk analyses currently running in the pool."),
+    "surv_pool_workers": ("gauge", (), "Worker threads of the last process_all_desks pool."),
+    # ingest
+    "surv_decode_seconds": ("histogram", ("desk",), "Time to decode one feed into columns."),
+    "surv_trades_decoded_total": ("counter", ("desk",), "Trades decoded into columns."),
+    "surv_records_quarantined_total": (
+        "counter",
+        ("desk", "reason"),
+        "Feed records set aside (not analysed) by reason.",
+    ),
+    # detection
+    "surv_detect_seconds": (
+        "histogram",
+        ("desk",),
+        "Detection time for one feed: window kernels, baselines, scoring, alert building.",
+    ),
+    "surv_alerts_emitted_total": ("counter", ("desk",), "Alerts emitted."),
+    "surv_alerts_suppressed_total": (
+        "counter",
+        ("desk", "reason"),
+        "Candidate episodes not alerted, by the model's reason.",
+    ),
+    "surv_alert_lag_seconds": (
+        "histogram",
+        ("desk",),
+        "Seconds from an alert's last trade timestamp to the alert's emission (the SLA figure).",
+    ),
+}
+
+_BUCKETS_BY_NAME: dict[str, tuple[float, ...]] = {"surv_alert_lag_seconds": LAG_BUCKETS}
+
+
+def _label_key(labelnames: tuple[str, ...], labels: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(str(labels[name]) for name in labelnames)
+
+
+class Counter:
+    """A monotonically increasing count. ``inc(n)`` with ``n >= 0``."""
+
+    __slots__ = ("_lock", "_value")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        if amount < 0:
+            raise ValueError(f"a counter only goes up; inc({amount}) — use a gauge")
+        with self._lock:
+            self._value += amount
+
+    @property
+    def value(self) -> float:
+        return self._value
+
+
+class Gauge:
+    """A value that goes up and down (``set``, ``inc``, ``dec``)."""
+
+    __slots__ = ("_lock", "_value")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value = 0.0
+
+    def set(self, value: float) -> None:
+        with self._lock:
+            self._value = float(value)
+
+    def inc(self, amount: float = 1.0) -> None:
+        with self._lock:
+            self._value += amount
+
+    def dec(self, amount: float = 1.0) -> None:
+        with self._lock:
+            self._value -= amount
+
+    @property
+    def value(self) -> float:
+        return self._value
+
+
+class Histogram:
+    """Observations counted into fixed buckets, plus their count, sum and max."""
+
+    __slots__ = ("_counts", "_lock", "_max", "_sum", "buckets")
+
+    def __init__(self, buckets: Sequence[float]) -> None:
+        self.buckets = tuple(float(b) for b in buckets)
+        self._lock = threading.Lock()
+        # one slot per finite bucket plus the +Inf overflow; non-cumulative here,
+        # made cumulative when rendered
+        self._counts = [0] * (len(self.buckets) + 1)
+        self._sum = 0.0
+        self._max = -math.inf
+
+    def observe(self, value: float) -> None:
+        value = float(value)
+        if math.isnan(value):
+            raise ValueError("cannot observe NaN")
+        # bisect_left: a value equal to a bound belongs to that bound's bucket (le = <=)
+        slot = bisect.bisect_left(self.buckets, value)
+        with self._lock:
+            self._counts[slot] += 1
+            self._sum += value
+            if value > self._max:
+                self._max = value
+
+    @contextlib.contextmanager
+    def time(self) -> Iterator[None]:
+        """Observe the wall time of the ``with`` block (also when it raises)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.observe(time.perf_counter() - start)
+
+    def state(self) -> dict[str, Any]:
+        """count, sum, max, cumulative buckets {le: count} and p50/p95/p99 estimates."""
+        with self._lock:
+            counts = list(self._counts)
+            total_sum = self._sum
+            top = self._max
+        cumulative: dict[str, int] = {}
+        running = 0
+        for bound, c in zip((*self.buckets, math.inf), counts, strict=True):
+            running += c
+            cumulative[_fmt_float(bound)] = running
+        n = running
+        return {
+            "count": n,
+            "sum": total_sum,
+            "max": top if n else None,
+            "buckets": cumulative,
+            "p50": self._quantile(counts, n, 0.50, top),
+            "p95": self._quantile(counts, n, 0.95, top),
+            "p99": self._quantile(counts, n, 0.99, top),
+        }
+
+    def _quantile(self, counts: list[int], n: int, q: float, top: float) -> float | None:
+        """Linear interpolation inside the bucket holding the q-th observation.
+
+        The same estimate Prometheus' histogram_quantile makes; capped at the
+        observed max so a sparse top bucket cannot report more than was seen.
+        """
+        if n == 0:
+            return None
+        rank = q * n
+        running = 0
+        lower = 0.0
+        for bound, c in zip((*self.buckets, math.inf), counts, strict=True):
+            if c and running + c >= rank:
+                if math.isinf(bound):
+                    return top
+                est = lower + (bound - lower) * (rank - running) / c
+                return min(est, top)
+            running += c
+            lower = bound
+        return top
+
+
+class _Family:
+    __slots__ = ("buckets", "children", "help", "kind", "labelnames", "lock", "name")
+
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        labelnames: tuple[str, ...],
+        help: str,
+        buckets: tuple[float, ...] | None,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.labelnames = labelnames
+        self.help = help
+        self.buckets = buckets
+        self.children: dict[tuple[str, ...], Counter | Gauge | Histogram] = {}
+        self.lock = threading.Lock()
+
+    def child(self, key: tuple[str, ...]) -> Counter | Gauge | Histogram:
+        found = self.children.get(key)
+        if found is not None:
+            return found
+        with self.lock:
+            found = self.children.get(key)
+            if found is None:
+                if self.kind == "counter":
+                    found = Counter()
+                elif self.kind == "gauge":
+                    found = Gauge()
+                else:
+                    found = Histogram(self.buckets or LATENCY_BUCKETS)
+                self.children[key] = found
+            return found
+
+
+_VALID_KINDS = ("counter", "gauge", "histogram")
+
+
+class MetricsRegistry:
+    """Named metric families with labelled series. See the module docstring."""
+
+    def __init__(self) -> None:
+        self._families: dict[str, _Family] = {}
+        self._lock = threading.Lock()
+
+    # -- getting a series ---------------------------------------------------
+    def counter(self, name: str, /, **labels: Any) -> Counter:
+        return self._get(name, "counter", labels)  # type: ignore[return-value]
+
+    def gauge(self, name: str, /, **labels: Any) -> Gauge:
+        return self._get(name, "gauge", labels)  # type: ignore[return-value]
+
+    def histogram(
+        self, name: str, /, *, buckets: Sequence[float] | None = None, **labels: Any
+    ) -> Histogram:
+        """A histogram series; ``buckets`` only matters on the family's first use."""
+        return self._get(name, "histogram", labels, buckets)  # type: ignore[return-value]
+
+    def _get(
+        self,
+        name: str,
+        kind: str,
+        labels: Mapping[str, Any],
+        buckets: Sequence[float] | None = None,
+    ) -> Counter | Gauge | Histogram:
+        family = self._families.get(name)
+        if family is None:
+            family = self._register(name, kind, tuple(sorted(labels)), buckets)
+        if family.kind != kind:
+            raise ValueError(f"metric {name!r} is a {family.kind}, not a {kind}")
+        if len(labels) != len(family.labelnames) or any(k not in labels for k in family.labelnames):
+            raise ValueError(
+                f"metric {name!r} takes labels {list(family.labelnames)}, got {sorted(labels)}"
+            )
+        return family.child(_label_key(family.labelnames, labels))
+
+    def _register(
+        self,
+        name: str,
+        kind: str,
+        labelnames: tuple[str, ...],
+        buckets: Sequence[float] | None,
+    ) -> _Family:
+        if not name or not all(c.isalnum() or c in "_:" for c in name) or name[0].isdigit():
+            raise ValueError(f"invalid metric name {name!r}: use [a-zA-Z_:][a-zA-Z0-9_:]*")
+        help_text = ""
+        known = METRICS.get(name)
+        if known is not None:
+            known_kind, known_labels, help_text = known
+            if known_kind != kind:
+                raise ValueError(f"metric {name!r} is a {known_kind}, not a {kind}")
+            labelnames = tuple(sorted(known_labels))
+        if buckets is None and kind == "histogram":
+            buckets = _BUCKETS_BY_NAME.get(name, LATENCY_BUCKETS)
+        if buckets is not None:
+            b = tuple(float(x) for x in buckets)
+            if (
+                not b
+                or any(y <= x for x, y in zip(b, b[1:], strict=False))
+                or any(math.isnan(x) for x in b)
+            ):
+                raise ValueError(f"histogram buckets must be increasing and non-empty: {b}")
+            buckets = b
+        with self._lock:
+            family = self._families.get(name)
+            if family is None:
+                family = _Family(name, kind, labelnames, help_text, buckets)  # type: ignore[arg-type]
+                self._families[name] = family
+            return family
+
+    # -- reading ------------------------------------------------------------
+    def value(self, name: str, /, **labels: Any) -> Any:
+        """A counter's or gauge's value (0.0 if the series never moved), or a
+        histogram series' :meth:`Histogram.state`. Reading never creates a series."""
+        family = self._families.get(name)
+        kind = family.kind if family is not None else METRICS.get(name, ("counter",))[0]
+        series = None
+        if family is not None:
+            if set(labels) != set(family.labelnames):
+                raise ValueError(
+                    f"metric {name!r} takes labels {list(family.labelnames)}, got {sorted(labels)}"
+                )
+            series = family.children.get(_label_key(family.labelnames, labels))
+        if series is None:
+            if kind == "histogram":
+                buckets = family.buckets if family is not None and family.buckets else ()
+                return Histogram(buckets).state()
+            return 0.0
+        return series.state() if isinstance(series, Histogram) else series.value
+
+    def total(self, name: str, /, **label_filter: Any) -> float:
+        """Sum of a counter/gauge over every series whose labels match the
+        filter (histograms: the number of observations)."""
+        family = self._families.get(name)
+        if family is None:
+            return 0.0
+        want = {k: str(v) for k, v in label_filter.items()}
+        out = 0.0
+        for key, series in list(family.children.items()):
+            labels = dict(zip(family.labelnames, key, strict=True))
+            if any(labels.get(k) != v for k, v in want.items()):
+                continue
+            out += series.state()["count"] if isinstance(series, Histogram) else series.value
+        return out
+
+    def series(self, name: str, /) -> list[tuple[dict[str, str], Any]]:
+        """Every series of a family as (labels, value-or-histogram-state)."""
+        family = self._families.get(name)
+        if family is None:
+            return []
+        out = []
+        for key, s in sorted(list(family.children.items())):
+            labels = dict(zip(family.labelnames, key, strict=True))
+            out.append((labels, s.state() if isinstance(s, Histogram) else s.value))
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every family: {name: {"type", "help", "series": [{"labels", "value"|histogram}]}}."""
+        out: dict[str, Any] = {}
+        for name in sorted(self._families):
+            family = self._families[name]
+            rows = []
+            for labels, v in self.series(name):
+                rows.append({"labels": labels, **(v if isinstance(v, dict) else {"value": v})})
+            out[name] = {"type": family.kind, "help": family.help, "series": rows}
+        return out
+
+    def render_prometheus(self) -> str:
+        """The registry in the Prometheus text exposition format (version 0.0.4)."""
+        lines: list[str] = []
+        for name in sorted(self._families):
+            family = self._families[name]
+            if family.help:
+                lines.append(f"# HELP {name} {_escape_help(family.help)}")
+            lines.append(f"# TYPE {name} {family.kind}")
+            for key, s in sorted(list(family.children.items())):
+                pairs = list(zip(family.labelnames, key, strict=True))
+                if isinstance(s, Histogram):
+                    st = s.state()
+                    for le, c in st["buckets"].items():
+                        lines.append(f"{name}_bucket{_labels(pairs + [('le', le)])} {c}")
+                    lines.append(f"{name}_sum{_labels(pairs)} {_fmt_float(st['sum'])}")
+                    lines.append(f"{name}_count{_labels(pairs)} {st['count']}")
+                else:
+                    lines.append(f"{name}{_labels(pairs)} {_fmt_float(s.value)}")
+        return "\n".join(lines) + "\n" if lines else ""
+
+    def reset(self) -> None:
+        """Forget every family (tests, or a long-lived process starting a new day)."""
+        with self._lock:
+            self._families.clear()
+
+    @classmethod
+    def from_snapshot(cls, snapshot: Mapping[str, Any]) -> MetricsRegistry:
+        """A registry holding the values of a :meth:`snapshot` (e.g. one saved
+        as JSON for the audit), so :func:`health_summary` can read it offline."""
+        reg = cls()
+        for name, fam in snapshot.items():
+            kind = fam["type"]
+            rows = fam.get("series", [])
+            labelnames = tuple(sorted(rows[0]["labels"])) if rows else ()
+            buckets = None
+            if kind == "histogram" and rows:
+                buckets = [float(le) for le in rows[0]["buckets"] if le != "+Inf"]
+            family = reg._register(name, kind, labelnames, buckets)
+            family.help = fam.get("help", family.help)
+            for row in rows:
+                series = family.child(_label_key(family.labelnames, row["labels"]))
+                if isinstance(series, Histogram):
+                    previous = 0
+                    cumulative = list(row["buckets"].values())
+                    for slot, c in enumerate(cumulative):
+                        series._counts[slot] = c - previous
+                        previous = c
+                    series._sum = float(row["sum"])
+                    series._max = -math.inf if row.get("max") is None else float(row["max"])
+                else:
+                    series._value = float(row["value"])
+        return reg
+
+
+def _fmt_float(x: float) -> str:
+    if math.isinf(x):
+        return "+Inf" if x > 0 else "-Inf"
+    if math.isnan(x):
+        return "NaN"
+    if float(x).is_integer() and abs(x) < 1e15:
+        return str(int(x)) + ".0"
+    return repr(float(x))
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _labels(pairs: Sequence[tuple[str, str]]) -> str:
+    if not pairs:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape_label(v)}"' for k, v in pairs) + "}"
+
+
+#: The package's default registry (``surv_kernel.metrics``).
+metrics = MetricsRegistry()
+
+
+# -- logging -----------------------------------------------------------------
+
+_STANDARD_ATTRS = frozenset(
+    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys() | {"message", "asctime"}
+)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts (UTC ISO-8601), level, logger, message,
+    every ``extra=`` field, and the formatted traceback if any."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": _dt.datetime.fromtimestamp(record.created, _dt.timezone.utc).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info:
+            out["exc_info"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            out["stack_info"] = self.formatStack(record.stack_info)
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+def configure_logging(
+    level: int | str = "INFO",
+    *,
+    json_format: bool = True,
+    stream: TextIO | None = None,
+    logger: str = "surv_kernel",
+) -> logging.Handler:
+    """Send ``logger``'s records (default: the whole package) to ``stream``
+    (default stderr) as JSON lines (or plain text with ``json_format=False``).
+
+    Idempotent: a handler installed by an earlier call is replaced, never
+    doubled. Returns the handler.
+    """
+    target = logging.getLogger(logger)
+    for old in list(target.handlers):
+        if getattr(old, "_surv_kernel_handler", False):
+            target.removeHandler(old)
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if json_format
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    )
+    handler._surv_kernel_handler = True  # type: ignore[attr-defined]
+    target.addHandler(handler)
+    target.setLevel(level)
+    return handler
+
+
+# -- health ------------------------------------------------------------------
+
+
+def health_report(
+    registry: MetricsRegistry | None = None,
+    *,
+    sla_seconds: float = 900.0,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Per-desk and overall health from the metrics, as a dict.
+
+    ``status`` is ``"OK"``, ``"LATE"`` (alert lag p95 over ``sla_seconds``),
+    ``"DEGRADED"`` (a desk's last analysis failed, or records were quarantined)
+    or ``"DOWN"`` (no desk's last analysis succeeded); each desk has its own
+    status and the figures behind it.
+    """
+    reg = registry if registry is not None else metrics
+    now = time.time() if now is None else now
+    desks: set[str] = set()
+    for name in METRICS:
+        if "desk" in METRICS[name][1]:
+            desks.update(labels["desk"] for labels, _ in reg.series(name))
+    per_desk: dict[str, Any] = {}
+    for desk in sorted(desks):
+        last_ok = reg.value("surv_desk_last_success_timestamp_seconds", desk=desk) or None
+        last_fail = reg.value("surv_desk_last_failure_timestamp_seconds", desk=desk) or None
+        failures = {
+            labels["kind"]: v
+            for labels, v in reg.series("surv_desk_failures_total")
+            if labels["desk"] == desk
+        }
+        quarantined = {
+            labels["reason"]: v
+            for labels, v in reg.series("surv_records_quarantined_total")
+            if labels["desk"] == desk
+        }
+        fetch = reg.value("surv_feed_fetch_seconds", desk=desk)
+        lag = reg.value("surv_alert_lag_seconds", desk=desk)
+        desk_time = reg.value("surv_desk_seconds", desk=desk)
+        detect_time = reg.value("surv_detect_seconds", desk=desk)
+        decode_time = reg.value("surv_decode_seconds", desk=desk)
+        if last_fail is not None and (last_ok is None or last_fail >= last_ok):
+            status = "DOWN"
+        elif lag["count"] and lag["p95"] is not None and lag["p95"] > sla_seconds:
+            status = "LATE"
+        elif failures or quarantined:
+            status = "DEGRADED"
+        else:
+            status = "OK"
+        per_desk[desk] = {
+            "status": status,
+            "last_success_age_s": None if last_ok is None else now - last_ok,
+            "last_failure_age_s": None if last_fail is None else now - last_fail,
+            "failures": failures,
+            "retries": reg.value("surv_feed_retries_total", desk=desk),
+            "trades_decoded": reg.value("surv_trades_decoded_total", desk=desk),
+            "quarantined": quarantined,
+            "alerts_emitted": reg.value("surv_alerts_emitted_total", desk=desk),
+            "alerts_suppressed": reg.total("surv_alerts_suppressed_total", desk=desk),
+            "fetch_p95_s": fetch["p95"],
+            "decode_p95_s": decode_time["p95"],
+            "detect_p95_s": detect_time["p95"],
+            "desk_p95_s": desk_time["p95"],
+            "lag_p50_s": lag["p50"],
+            "lag_p95_s": lag["p95"],
+            "lag_max_s": lag["max"],
+        }
+    statuses = [d["status"] for d in per_desk.values()]
+    if not statuses:
+        overall = "NO DATA"
+    elif all(s == "DOWN" for s in statuses):
+        overall = "DOWN"
+    elif "LATE" in statuses:
+        overall = "LATE"
+    elif any(s != "OK" for s in statuses):
+        overall = "DEGRADED"
+    else:
+        overall = "OK"
+    return {
+        "status": overall,
+        "sla_seconds": sla_seconds,
+        "desks_in_flight": reg.value("surv_desks_in_flight"),
+        "pool_workers": reg.value("surv_pool_workers"),
+        "desks": per_desk,
+    }
+
+
+def health_summary(
+    registry: MetricsRegistry | None = None,
+    *,
+    sla_seconds: float = 900.0,
+    now: float | None = None,
+) -> str:
+    """:func:`health_report` as a few lines of text for a terminal."""
+    rep = health_report(registry, sla_seconds=sla_seconds, now=now)
+
+    def s(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3g}s"
+
+    lines = [
+        f"surv_kernel health: {rep['status']}  (SLA {sla_seconds:.0f}s; "
+        f"pool {rep['pool_workers']:.0f} workers, {rep['desks_in_flight']:.0f} desks in flight)"
+    ]
+    if not rep["desks"]:
+        lines.append("  no desk activity recorded in this process yet")
+    for desk, d in rep["desks"].items():
+        fails = ", ".join(f"{k}={v:.0f}" for k, v in sorted(d["failures"].items())) or "none"
+        quar = ", ".join(f"{k}={v:.0f}" for k, v in sorted(d["quarantined"].items())) or "none"
+        lines.append(
+            f"  desk {desk}: {d['status']}  last ok {s(d['last_success_age_s'])} ago, "
+            f"last failure {s(d['last_failure_age_s'])} ago"
+        )
+        lines.append(
+            f"    failures {fails}; retries {d['retries']:.0f}; trades {d['trades_decoded']:.0f}; "
+            f"quarantined {quar}"
+        )
+        lines.append(
+            f"    alerts {d['alerts_emitted']:.0f} (suppressed {d['alerts_suppressed']:.0f}); "
+            f"lag p50 {s(d['lag_p50_s'])} p95 {s(d['lag_p95_s'])} max {s(d['lag_max_s'])}"
+        )
+        lines.append(
+            f"    p95 fetch {s(d['fetch_p95_s'])} decode {s(d['decode_p95_s'])} "
+            f"detect {s(d['detect_p95_s'])} desk total {s(d['desk_p95_s'])}"
+        )
+    return "\n".join(lines)
+
+
+# -- exposing the metrics of a running process --------------------------------
+
+#: Set this (e.g. to 9464) in a service's environment and the first
+#: ``process_all_desks`` call serves the default registry on that port.
+ENV_METRICS_PORT = "SURV_METRICS_PORT"
+DEFAULT_METRICS_URL = "http://127.0.0.1:9464"
+
+_server_lock = threading.Lock()
+_env_server: Any = None
+
+
+def serve_metrics(
+    port: int = 9464, host: str = "127.0.0.1", registry: MetricsRegistry | None = None
+) -> Any:
+    """Serve the registry over HTTP from a daemon thread; returns the server
+    (``.url``; ``.shutdown()`` then ``.server_close()`` to stop it).
+
+    ``/metrics`` Prometheus text, ``/health`` :func:`health_summary`,
+    ``/health.json`` :func:`health_report`, ``/snapshot.json`` the snapshot.
+    ``port=0`` picks a free port. Binds to localhost unless told otherwise.
+    """
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    reg = registry if registry is not None else metrics
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                body, ctype = reg.render_prometheus(), "text/plain; version=0.0.4"
+            elif path == "/health":
+                body, ctype = health_summary(reg) + "\n", "text/plain"
+            elif path == "/health.json":
+                body, ctype = json.dumps(health_report(reg), default=str), "application/json"
+            elif path == "/snapshot.json":
+                body, ctype = json.dumps(reg.snapshot(), default=str), "application/json"
+            else:
+                self.send_error(404, "try /metrics, /health, /health.json, /snapshot.json")
+                return
+            data = body.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", f"{ctype}; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            logging.getLogger(__name__).debug(format, *args)
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    server.url = f"http://{host}:{server.server_address[1]}"  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, name="surv-metrics", daemon=True)
+    thread.start()
+    logging.getLogger(__name__).info(
+        "serving metrics on %s", server.url, extra={"event": "metrics_served", "url": server.url}
+    )
+    return server
+
+
+def serve_metrics_from_env() -> Any:
+    """Start :func:`serve_metrics` once per process if ``SURV_METRICS_PORT`` is set.
+
+    A port already in use is logged (ERROR) and not retried; the pipeline
+    runs on without the endpoint rather than fail a surveillance run.
+    """
+    global _env_server
+    import os
+
+    port = os.environ.get(ENV_METRICS_PORT, "").strip()
+    if not port or _env_server is not None:
+        return _env_server
+    with _server_lock:
+        if _env_server is None:
+            try:
+                _env_server = serve_metrics(
+                    int(port), os.environ.get("SURV_METRICS_HOST", "127.0.0.1")
+                )
+            except (OSError, ValueError) as exc:
+                logging.getLogger(__name__).error(
+                    "cannot serve metrics on %s=%r: %s",
+                    ENV_METRICS_PORT,
+                    port,
+                    exc,
+                    extra={"event": "metrics_serve_failed", "error": repr(exc)},
+                )
+                _env_server = False
+    return _env_server
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    """``python -m surv_kernel.observability {health,metrics,json} [--url URL | --file F]``."""
+    import argparse
+    import os
+    import urllib.request
+
+    parser = argparse.ArgumentParser(
+        prog="python -m surv_kernel.observability",
+        description="Read the metrics of a running surv_kernel process (or a saved snapshot).",
+    )
+    parser.add_argument("what", choices=["health", "metrics", "json"])
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("SURV_METRICS_URL", DEFAULT_METRICS_URL),
+        help="base URL of the process (default $SURV_METRICS_URL or %(default)s)",
+    )
+    parser.add_argument("--file", help="a saved /snapshot.json instead of a live process")
+    parser.add_argument("--grep", default="", help="metrics: only lines containing this")
+    parser.add_argument("--sla", type=float, default=900.0, help="health: SLA seconds")
+    args = parser.parse_args(argv)
+    if args.file:
+        with open(args.file, encoding="utf-8") as fh:
+            reg = MetricsRegistry.from_snapshot(json.load(fh))
+    else:
+        with urllib.request.urlopen(args.url.rstrip("/") + "/snapshot.json", timeout=10) as r:
+            reg = MetricsRegistry.from_snapshot(json.load(r))
+    if args.what == "health":
+        print(health_summary(reg, sla_seconds=args.sla))
+    elif args.what == "metrics":
+        for line in reg.render_prometheus().splitlines():
+            if args.grep in line:
+                print(line)
+    else:
+        print(json.dumps(health_report(reg, sla_seconds=args.sla), indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

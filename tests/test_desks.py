@@ -1,0 +1,518 @@
+"""Feeds, retries, the desk pool and its failure contract (issue 5).
+
+Regression tests for the received defects are named after them:
+``fetch_trade_feed`` printed, slept a fixed second and returned None after the
+last retry, which ``analyze_desk`` turned into "no anomalies";
+``process_all_desks`` started one unbounded thread per desk, lost a raising
+thread's desk, and returned results in completion order without desk identity.
+
+No test sleeps for backoff: ``sleep``, ``rng`` and ``clock`` are injected.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from surv_kernel import desks
+from surv_kernel.desks import (
+    DeskDeadlineError,
+    DeskFailuresError,
+    DeskRunReport,
+    FeedUnavailableError,
+    TransientFeedError,
+    fetch_trade_feed,
+    process_all_desks,
+)
+from surv_kernel.observability import MetricsRegistry
+
+
+class FixedRng:
+    """Returns the given fractions in turn (what ``random()`` would)."""
+
+    def __init__(self, *values):
+        self.values = list(values)
+        self.calls = 0
+
+    def random(self):
+        self.calls += 1
+        return self.values.pop(0) if self.values else 1.0
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+class Flaky:
+    """An api_call failing with ``errors`` in turn, then returning ``feed``."""
+
+    def __init__(self, errors, feed="[]", clock=None, latency=0.0):
+        self.errors = list(errors)
+        self.feed = feed
+        self.calls = []
+        self.clock = clock
+        self.latency = latency
+
+    def __call__(self, desk_id):
+        self.calls.append(desk_id)
+        if self.clock is not None:
+            self.clock.now += self.latency
+        if self.errors:
+            raise self.errors.pop(0)
+        return self.feed
+
+
+def desk_records(caplog, desk):
+    return [r for r in caplog.records if getattr(r, "desk", None) == desk]
+
+
+# -- fetch_trade_feed ----------------------------------------------------------
+
+
+def test_fetch_returns_the_feed_first_time_without_sleeping(caplog):
+    reg = MetricsRegistry()
+    sleeps = []
+    clock = FakeClock()
+    api = Flaky([], feed='[{"x": 1}]', clock=clock, latency=0.25)
+    with caplog.at_level(logging.DEBUG, logger="surv_kernel"):
+        feed = fetch_trade_feed("EQ", api_call=api, sleep=sleeps.append, clock=clock, registry=reg)
+    assert feed == '[{"x": 1}]'
+    assert api.calls == ["EQ"] and sleeps == []
+    assert reg.value("surv_feed_attempts_total", desk="EQ", outcome="ok") == 1
+    fetch = reg.value("surv_feed_fetch_seconds", desk="EQ")
+    assert fetch["count"] == 1 and fetch["sum"] == pytest.approx(0.25)
+    (record,) = desk_records(caplog, "EQ")
+    assert record.attempt == 1 and record.event == "fetch_ok"
+
+
+def test_fetch_retries_with_full_jitter_exponential_backoff(caplog):
+    reg = MetricsRegistry()
+    sleeps = []
+    api = Flaky([ConnectionError("reset"), TimeoutError("slow"), TransientFeedError("503")])
+    rng = FixedRng(0.5, 1.0, 0.25)
+    with caplog.at_level(logging.DEBUG, logger="surv_kernel"):
+        feed = fetch_trade_feed(
+            7,
+            max_retries=4,
+            api_call=api,
+            sleep=sleeps.append,
+            rng=rng,
+            base_delay=0.5,
+            max_delay=30.0,
+            registry=reg,
+        )
+    assert feed == "[]"
+    assert api.calls == [7, 7, 7, 7]
+    # attempt k sleeps uniform(0, base * 2**(k-1)): caps 0.5, 1.0, 2.0
+    assert sleeps == [0.25, 1.0, 0.5]
+    assert reg.value("surv_feed_retries_total", desk="7") == 3
+    assert reg.value("surv_feed_attempts_total", desk="7", outcome="retryable") == 3
+    assert reg.value("surv_feed_attempts_total", desk="7", outcome="ok") == 1
+    records = desk_records(caplog, "7")
+    assert [r.attempt for r in records] == [1, 2, 3, 4]
+    assert [r.event for r in records] == ["fetch_retry"] * 3 + ["fetch_ok"]
+    assert all(r.levelno == logging.WARNING for r in records[:3])
+
+
+def test_fetch_backoff_is_capped():
+    sleeps = []
+    api = Flaky([OSError("x")] * 6)
+    fetch_trade_feed(
+        "FX",
+        max_retries=7,
+        api_call=api,
+        sleep=sleeps.append,
+        rng=FixedRng(),  # always the top of the range
+        base_delay=1.0,
+        max_delay=3.0,
+        registry=MetricsRegistry(),
+    )
+    assert sleeps == [1.0, 2.0, 3.0, 3.0, 3.0, 3.0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    fractions=st.lists(st.floats(0.0, 1.0, exclude_max=True), min_size=5, max_size=5),
+    base=st.floats(0.0, 5.0),
+    cap=st.floats(0.0, 60.0),
+)
+def test_fetch_jitter_stays_inside_the_capped_range(fractions, base, cap):
+    sleeps = []
+    with pytest.raises(FeedUnavailableError):
+        fetch_trade_feed(
+            "D",
+            max_retries=6,
+            api_call=Flaky([ConnectionError()] * 6),
+            sleep=sleeps.append,
+            rng=FixedRng(*fractions),
+            base_delay=base,
+            max_delay=cap,
+            registry=MetricsRegistry(),
+        )
+    assert len(sleeps) == 5
+    for k, (delay, f) in enumerate(zip(sleeps, fractions, strict=True)):
+        assert 0.0 <= delay <= min(cap, base * 2**k)
+        assert delay == pytest.approx(f * min(cap, base * 2**k))
+
+
+def test_fetch_trade_feed_returned_none_after_last_retry_now_raises(caplog):
+    """Received defect: after max_retries failures it returned None."""
+    reg = MetricsRegistry()
+    sleeps = []
+    errors = [ConnectionError(f"down {i}") for i in range(3)]
+    with (
+        caplog.at_level(logging.DEBUG, logger="surv_kernel"),
+        pytest.raises(FeedUnavailableError) as info,
+    ):
+        fetch_trade_feed("CR", api_call=Flaky(errors), sleep=sleeps.append, registry=reg)
+    err = info.value
+    assert err.desk_id == "CR" and err.attempts == 3
+    assert err.last_error is errors[2] and err.__cause__ is errors[2]
+    assert "CR" in str(err) and "down 2" in str(err)
+    assert len(sleeps) == 2  # no pointless sleep after the last attempt
+    assert reg.value("surv_feed_failures_total", desk="CR", reason="exhausted") == 1
+    last = desk_records(caplog, "CR")[-1]
+    assert last.levelno == logging.ERROR and last.event == "fetch_failed" and last.attempt == 3
+
+
+def test_fetch_trade_feed_printed_instead_of_logging(capsys, caplog):
+    """Received defect: it printed [LOG] lines to stdout."""
+    with caplog.at_level(logging.DEBUG, logger="surv_kernel"), pytest.raises(FeedUnavailableError):
+        fetch_trade_feed(
+            "EQ",
+            api_call=Flaky([OSError()] * 3),
+            sleep=lambda s: None,
+            registry=MetricsRegistry(),
+        )
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+    assert len(desk_records(caplog, "EQ")) == 3
+
+
+def test_fetch_does_not_retry_programming_errors():
+    reg = MetricsRegistry()
+    sleeps = []
+    api = Flaky([TypeError("bad argument")])
+    with pytest.raises(TypeError, match="bad argument"):
+        fetch_trade_feed("EQ", api_call=api, sleep=sleeps.append, registry=reg)
+    assert len(api.calls) == 1 and sleeps == []
+    assert reg.value("surv_feed_failures_total", desk="EQ", reason="fatal") == 1
+    assert reg.value("surv_feed_attempts_total", desk="EQ", outcome="fatal") == 1
+
+
+def test_fetch_time_budget_stops_retrying():
+    reg = MetricsRegistry()
+    clock = FakeClock()
+    sleeps = []
+
+    def sleep(s):
+        sleeps.append(s)
+        clock.now += s
+
+    api = Flaky([ConnectionError()] * 10, clock=clock, latency=1.0)
+    with pytest.raises(FeedUnavailableError) as info:
+        fetch_trade_feed(
+            "EQ",
+            max_retries=10,
+            api_call=api,
+            sleep=sleep,
+            rng=FixedRng(),
+            clock=clock,
+            base_delay=1.0,
+            timeout_s=6.0,
+            registry=reg,
+        )
+    # t=1 fail, sleep 1 -> t=2; t=3 fail, sleep 2 -> t=5; t=6 fail, next sleep 4 would cross 6 s
+    assert sleeps == [1.0, 2.0]
+    assert info.value.attempts == 3
+    assert reg.value("surv_feed_failures_total", desk="EQ", reason="budget") == 1
+
+
+def test_fetch_rejects_zero_attempts():
+    with pytest.raises(ValueError, match="number of attempts"):
+        fetch_trade_feed("EQ", 0, api_call=Flaky([]))
+
+
+def test_feed_errors_pickle():
+    import pickle
+
+    err = pickle.loads(pickle.dumps(FeedUnavailableError("EQ", 3, ConnectionError("x"))))
+    assert err.desk_id == "EQ" and err.attempts == 3 and "x" in str(err)
+    rep = DeskRunReport((desks.DeskOutcome("EQ", None, err, "feed_unavailable", 0.1),))
+    back = pickle.loads(pickle.dumps(DeskFailuresError(rep)))
+    assert back.failures["EQ"].attempts == 3
+
+
+# -- process_all_desks -----------------------------------------------------------
+
+
+def alerts_for(desk_id):
+    """A desk's distinct, recognisable alerts."""
+    return [
+        {"alert_id": f"{desk_id}-{k}", "desk": desk_id} for k in range(len(str(desk_id)) % 3 + 1)
+    ]
+
+
+def test_process_all_desks_returned_completion_order_now_keeps_desk_order():
+    """Received defect: results came back in completion order without desk identity."""
+    ids = ["A", "B", "C", "D", "E"]
+    done = {d: threading.Event() for d in ids}
+
+    def analyze(desk_id):
+        # finish in reverse order: each desk waits for the one after it
+        i = ids.index(desk_id)
+        if i + 1 < len(ids):
+            assert done[ids[i + 1]].wait(10)
+        done[desk_id].set()
+        return alerts_for(desk_id)
+
+    reg = MetricsRegistry()
+    out = process_all_desks(ids, analyze=analyze, max_workers=len(ids), registry=reg)
+    assert out == [alerts_for(d) for d in ids]
+
+
+def test_results_are_the_same_for_any_pool_size():
+    ids = [f"D{i}" for i in range(9)]
+    outs = [
+        process_all_desks(ids, analyze=alerts_for, max_workers=w, registry=MetricsRegistry())
+        for w in (1, 2, 9)
+    ]
+    assert outs[0] == outs[1] == outs[2] == [alerts_for(d) for d in ids]
+
+
+def test_process_all_desks_lost_a_raising_desk_now_raises_with_the_healthy_results(caplog):
+    """Received defect: an exception in a desk's thread vanished with its desk."""
+    reg = MetricsRegistry()
+    ids = ["EQ", "FX", "RATES", "CREDIT"]
+
+    def analyze(desk_id):
+        if desk_id == "FX":
+            raise KeyError("trader_id")
+        return alerts_for(desk_id)
+
+    with (
+        caplog.at_level(logging.DEBUG, logger="surv_kernel"),
+        pytest.raises(DeskFailuresError) as info,
+    ):
+        process_all_desks(ids, analyze=analyze, registry=reg)
+    err = info.value
+    assert err.results == [alerts_for("EQ"), None, alerts_for("RATES"), alerts_for("CREDIT")]
+    assert set(err.failures) == {"FX"} and isinstance(err.failures["FX"], KeyError)
+    assert err.alerts_by_desk == {d: alerts_for(d) for d in ("EQ", "RATES", "CREDIT")}
+    assert "FX" in str(err) and "1 of 4" in str(err)
+    assert reg.value("surv_desk_failures_total", desk="FX", kind="error") == 1
+    assert reg.value("surv_desk_runs_total", desk="FX", outcome="failed") == 1
+    assert reg.total("surv_desk_runs_total", outcome="ok") == 3
+    assert reg.value("surv_desk_last_failure_timestamp_seconds", desk="FX") > 0
+    failed = [r for r in desk_records(caplog, "FX") if r.levelno == logging.ERROR]
+    assert failed and failed[0].kind == "error" and failed[0].exc_info is not None
+
+
+def test_feed_unavailable_desk_is_classified_and_others_survive():
+    reg = MetricsRegistry()
+
+    def analyze(desk_id):
+        if desk_id == "RATES":
+            fetch_trade_feed(
+                desk_id, api_call=Flaky([ConnectionError()] * 3), sleep=lambda s: None, registry=reg
+            )
+        return alerts_for(desk_id)
+
+    rep = process_all_desks(["EQ", "RATES"], analyze=analyze, report=True, registry=reg)
+    assert isinstance(rep, DeskRunReport) and not rep.ok
+    assert rep.results == [alerts_for("EQ"), None]
+    assert [o.kind for o in rep.outcomes] == ["ok", "feed_unavailable"]
+    assert reg.value("surv_desk_failures_total", desk="RATES", kind="feed_unavailable") == 1
+    with pytest.raises(DeskFailuresError):
+        rep.raise_for_failures()
+
+
+def test_a_desk_returning_garbage_is_a_failure_not_no_alerts():
+    reg = MetricsRegistry()
+    garbage = {"EQ": None, "FX": "oops", "RATES": {"a": 1}}
+
+    def analyze(desk_id):
+        return garbage.get(desk_id, alerts_for(desk_id))
+
+    rep = process_all_desks(
+        ["EQ", "FX", "RATES", "CREDIT"], analyze=analyze, report=True, registry=reg
+    )
+    assert rep.results == [None, None, None, alerts_for("CREDIT")]
+    assert [o.kind for o in rep.outcomes] == ["bad_result"] * 3 + ["ok"]
+    assert reg.total("surv_desk_failures_total", kind="bad_result") == 3
+
+
+def test_a_hung_desk_times_out_and_the_others_finish(caplog):
+    reg = MetricsRegistry()
+    release = threading.Event()
+
+    def analyze(desk_id):
+        if desk_id == "HUNG":
+            release.wait(30)
+            return alerts_for(desk_id)
+        return alerts_for(desk_id)
+
+    start = time.monotonic()
+    try:
+        with caplog.at_level(logging.DEBUG, logger="surv_kernel"):
+            rep = process_all_desks(
+                ["EQ", "HUNG", "FX"],
+                analyze=analyze,
+                deadline_s=0.3,
+                report=True,
+                registry=reg,
+            )
+        elapsed = time.monotonic() - start
+    finally:
+        release.set()
+    assert elapsed < 5
+    assert rep.results == [alerts_for("EQ"), None, alerts_for("FX")]
+    (hung,) = [o for o in rep.outcomes if not o.ok]
+    assert hung.kind == "timeout" and isinstance(hung.error, DeskDeadlineError)
+    assert hung.seconds >= 0.3
+    assert reg.value("surv_desk_failures_total", desk="HUNG", kind="timeout") == 1
+    assert any(r.event == "desk_failed" for r in desk_records(caplog, "HUNG"))
+
+
+def test_desks_queued_behind_hung_workers_fail_instead_of_waiting_forever():
+    reg = MetricsRegistry()
+    release = threading.Event()
+
+    def analyze(desk_id):
+        if desk_id == "HUNG":
+            release.wait(30)
+        return alerts_for(desk_id)
+
+    try:
+        start = time.monotonic()
+        rep = process_all_desks(
+            ["HUNG", "EQ"],
+            analyze=analyze,
+            max_workers=1,
+            deadline_s=0.2,
+            report=True,
+            registry=reg,
+        )
+        assert time.monotonic() - start < 5
+    finally:
+        release.set()
+    assert rep.results == [None, None]
+    assert [o.kind for o in rep.outcomes] == ["timeout", "timeout"]
+    assert rep.outcomes[1].error.started is False
+
+
+def test_queueing_for_a_worker_does_not_count_against_the_deadline():
+    # 4 desks of ~0.15 s on 1 worker: the last starts after ~0.45 s, past a
+    # 0.3 s deadline counted from submission, but well inside it from its start
+    reg = MetricsRegistry()
+
+    def analyze(desk_id):
+        time.sleep(0.15)
+        return alerts_for(desk_id)
+
+    ids = ["A", "B", "C", "D"]
+    out = process_all_desks(ids, analyze=analyze, max_workers=1, deadline_s=0.3, registry=reg)
+    assert out == [alerts_for(d) for d in ids]
+
+
+def test_pool_is_bounded_and_metrics_after_a_run():
+    reg = MetricsRegistry()
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def analyze(desk_id):
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        return alerts_for(desk_id)
+
+    ids = [f"D{i}" for i in range(8)]
+    out = process_all_desks(ids, analyze=analyze, max_workers=3, registry=reg)
+    assert out == [alerts_for(d) for d in ids]
+    assert peak <= 3
+    assert reg.value("surv_pool_workers") == 3
+    assert reg.value("surv_desks_in_flight") == 0
+    assert reg.total("surv_desk_runs_total", outcome="ok") == 8
+    assert reg.total("surv_desk_seconds") == 8
+    for d in ids:
+        assert reg.value("surv_desk_seconds", desk=d)["sum"] >= 0.02
+        assert reg.value("surv_desk_last_success_timestamp_seconds", desk=d) > 0
+    assert reg.total("surv_desk_failures_total") == 0
+
+
+def test_default_workers_and_env_knobs(monkeypatch):
+    monkeypatch.delenv(desks.ENV_MAX_WORKERS, raising=False)
+    assert desks.default_workers(1) == 1
+    assert 5 <= desks.default_workers(100) <= 100  # cores + 4
+    monkeypatch.setenv(desks.ENV_MAX_WORKERS, "2")
+    assert desks.default_workers(6) == 2
+    monkeypatch.setenv(desks.ENV_MAX_WORKERS, "zero")
+    with pytest.raises(ValueError, match="SURV_MAX_WORKERS"):
+        desks.default_workers(6)
+    monkeypatch.setenv(desks.ENV_DESK_DEADLINE_S, "none")
+    assert desks._resolve_deadline(None) is None
+    monkeypatch.setenv(desks.ENV_DESK_DEADLINE_S, "2.5")
+    assert desks._resolve_deadline(None) == 2.5
+    assert desks._resolve_deadline(1.0) == 1.0
+    monkeypatch.delenv(desks.ENV_DESK_DEADLINE_S)
+    assert desks._resolve_deadline(None) == desks.DEFAULT_DESK_DEADLINE_S
+    with pytest.raises(ValueError, match="deadline_s"):
+        desks._resolve_deadline(0)
+
+
+def test_empty_desk_list():
+    assert process_all_desks([], analyze=alerts_for, registry=MetricsRegistry()) == []
+    assert process_all_desks(
+        iter([]), analyze=alerts_for, report=True, registry=MetricsRegistry()
+    ).ok
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 8),
+    fail=st.sets(st.integers(0, 7)),
+    workers=st.integers(1, 4),
+)
+def test_no_desk_alerts_are_ever_lost(n, fail, workers):
+    """Every healthy desk's alerts are in its slot; every failed desk is named.
+
+    Whatever subset fails, the union of what the caller sees (returned list,
+    or the exception's results + failures) accounts for every desk exactly.
+    """
+    ids = [f"D{i}" for i in range(n)]
+    failing = {ids[i] for i in fail if i < n}
+
+    def analyze(desk_id):
+        if desk_id in failing:
+            raise RuntimeError(desk_id)
+        return alerts_for(desk_id)
+
+    reg = MetricsRegistry()
+    try:
+        results = process_all_desks(ids, analyze=analyze, max_workers=workers, registry=reg)
+        failures = {}
+    except DeskFailuresError as err:
+        results, failures = err.results, err.failures
+    assert len(results) == n
+    for desk_id, got in zip(ids, results, strict=True):
+        if desk_id in failing:
+            assert got is None and desk_id in failures
+        else:
+            assert got == alerts_for(desk_id)
+    assert set(failures) == failing
+    assert reg.total("surv_desk_failures_total") == len(failing)
+    assert reg.total("surv_desk_runs_total", outcome="ok") == n - len(failing)
