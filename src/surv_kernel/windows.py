@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import datetime
 import operator
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import NamedTuple
 
 import numpy as np
@@ -32,8 +35,10 @@ from . import dtypes, kernels
 __all__ = [
     "MAD_TO_SIGMA",
     "WindowStats",
+    "get_num_threads",
     "group_median_mad",
     "rolling_window_sums",
+    "set_num_threads",
     "window_stats",
 ]
 
@@ -167,21 +172,145 @@ def _prepare(group_codes, timestamps_ns, notional, window_ns, n_groups):
     return codes, ts, x, w, n_groups
 
 
-def _arrange(codes, ts, x, n_groups):
-    """Counting sort by group, then time sort of the unsorted groups."""
+_EMPTY_I64 = np.empty(0, dtype=np.int64)
+
+# --------------------------------------------------------------------------
+# threads: the kernels release the GIL (nogil), so plain Python threads run
+# them side by side on disjoint row chunks / group blocks. Unlike numba's
+# ``parallel=True`` this is safe whatever threading layer is installed and
+# when callers themselves run detections from several threads (desks.py).
+# Every output element is computed by the same operations for any number of
+# threads: results are bitwise identical (tests check 1 vs several threads).
+# --------------------------------------------------------------------------
+
+#: Below this many rows a single thread is used (thread hand-off costs ~50 us).
+PARALLEL_MIN_ROWS = 200_000
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_num_threads: int | None = None
+
+
+def _default_threads() -> int:
+    env = os.environ.get("SURV_KERNEL_NUM_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ValueError(
+                f"SURV_KERNEL_NUM_THREADS must be a positive integer, got {env!r}"
+            ) from None
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def get_num_threads() -> int:
+    """Threads used by the window kernels (default: CPUs available to this
+    process, or ``SURV_KERNEL_NUM_THREADS``)."""
+    global _num_threads
+    if _num_threads is None:
+        _num_threads = _default_threads()
+    return _num_threads
+
+
+def set_num_threads(n: int) -> None:
+    """Set the threads used by the window kernels (results do not depend on it)."""
+    global _num_threads
+    n = operator.index(n)
+    if n < 1:
+        raise ValueError(f"number of threads must be >= 1, got {n}")
+    _num_threads = n
+
+
+def _run(fn, arg_lists) -> None:
+    """Run ``fn(*args)`` for every args; the caller runs the first itself (so
+    it progresses even when other callers keep the shared pool busy)."""
+    if len(arg_lists) == 1:
+        fn(*arg_lists[0])
+        return
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                max_workers=max(1, get_num_threads() - 1), thread_name_prefix="surv-kernel"
+            )
+        pool = _pool
+    futures = [pool.submit(fn, *args) for args in arg_lists[1:]]
+    try:
+        fn(*arg_lists[0])
+    finally:
+        # never return (or raise) while a worker may still write an output
+        wait(futures)
+    for f in futures:
+        f.result()
+
+
+def _n_parts(n_rows: int) -> int:
+    return 1 if n_rows < PARALLEL_MIN_ROWS else get_num_threads()
+
+
+def _row_chunks(n: int, parts: int) -> list[tuple[int, int]]:
+    bounds = [n * i // parts for i in range(parts + 1)]
+    return [(bounds[i], bounds[i + 1]) for i in range(parts)]
+
+
+def _group_blocks(offsets: np.ndarray, parts: int) -> list[tuple[int, int]]:
+    """Split groups into ``parts`` contiguous blocks of about equal rows."""
+    n_groups = offsets.shape[0] - 1
+    if parts == 1 or n_groups <= 1:
+        return [(0, n_groups)]
+    n = int(offsets[-1])
+    targets = [n * i // parts for i in range(1, parts)]
+    cuts = np.searchsorted(offsets, targets, side="left").tolist()
+    bounds = [0, *(min(max(c, 0), n_groups) for c in cuts), n_groups]
+    blocks = [(bounds[i], bounds[i + 1]) for i in range(parts) if bounds[i] < bounds[i + 1]]
+    return blocks or [(0, n_groups)]
+
+
+def _arrange(codes, ts, x, n_groups, *, need_order, need_rank):
+    """Counting sort by group, then a time sort of only the groups that are
+    not already time-ordered. Returns ``offsets, ts_s, x_s, order, rank,
+    blocks``; ``order`` (sorted -> input) is computed when asked or when some
+    group needs the time sort, ``rank`` (input -> sorted) when asked."""
     n = codes.shape[0]
-    counts = np.zeros(n_groups, dtype=np.int64)
-    unsorted = np.zeros(n_groups, dtype=np.uint8)
-    kernels.group_counts(codes, ts, counts, unsorted)
-    offsets = np.zeros(n_groups + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    order = np.empty(n, dtype=np.int64)
+    parts = _n_parts(n)
+    chunks = _row_chunks(n, parts)
+    counts = np.zeros((parts, n_groups), dtype=np.int64)
+    unsorted = np.zeros((parts, n_groups), dtype=np.uint8)
+    first_t = np.empty((parts, n_groups), dtype=np.int64)
+    max_t = np.empty((parts, n_groups), dtype=np.int64)
+    _run(
+        kernels.chunk_group_stats,
+        [
+            (codes, ts, lo, hi, counts[c], unsorted[c], first_t[c], max_t[c])
+            for c, (lo, hi) in enumerate(chunks)
+        ],
+    )
+    offsets = np.empty(n_groups + 1, dtype=np.int64)
+    cursors = np.empty((parts, n_groups), dtype=np.int64)
+    group_unsorted = np.empty(n_groups, dtype=np.uint8)
+    kernels.combine_chunk_stats(counts, unsorted, first_t, max_t, offsets, cursors, group_unsorted)
+    any_unsorted = bool(group_unsorted.any())
+    order = np.empty(n, dtype=np.int64) if (need_order or any_unsorted) else _EMPTY_I64
+    rank = np.empty(n, dtype=np.int64) if need_rank else _EMPTY_I64
     ts_s = np.empty(n, dtype=dtypes.TIMESTAMP)
     x_s = np.empty(n, dtype=dtypes.NOTIONAL)
-    kernels.scatter_by_group(codes, ts, x, offsets, order, ts_s, x_s)
-    if unsorted.any():
-        kernels.sort_unsorted_segments(offsets, unsorted, order, ts_s, x_s)
-    return offsets, order, ts_s, x_s
+    _run(
+        kernels.scatter_chunk,
+        [
+            (codes, ts, x, lo, hi, cursors[c], ts_s, x_s, order, rank)
+            for c, (lo, hi) in enumerate(chunks)
+        ],
+    )
+    blocks = _group_blocks(offsets, parts)
+    if any_unsorted:
+        _run(
+            kernels.sort_unsorted_segments,
+            [(offsets, group_unsorted, g0, g1, ts_s, x_s, order, rank) for g0, g1 in blocks],
+        )
+    return offsets, ts_s, x_s, order, rank, blocks
 
 
 # --------------------------------------------------------------------------
@@ -210,13 +339,18 @@ def window_stats(group_codes, timestamps_ns, notional, window_ns, n_groups=None)
     The input arrays are not modified.
     """
     codes, ts, x, w, n_groups = _prepare(group_codes, timestamps_ns, notional, window_ns, n_groups)
-    offsets, order, ts_s, x_s = _arrange(codes, ts, x, n_groups)
+    offsets, ts_s, x_s, order, _, blocks = _arrange(
+        codes, ts, x, n_groups, need_order=True, need_rank=False
+    )
     n = codes.shape[0]
     sums = np.empty(n, dtype=dtypes.NOTIONAL)
     counts = np.empty(n, dtype=dtypes.COUNT)
     first = np.empty(n, dtype=np.int64)
     last = np.empty(n, dtype=np.int64)
-    kernels.window_sums_sorted(offsets, ts_s, x_s, w, sums, counts, first, last)
+    _run(
+        kernels.window_sums_sorted,
+        [(offsets, g0, g1, ts_s, x_s, w, sums, counts, first, last) for g0, g1 in blocks],
+    )
     return WindowStats(order, offsets, sums, counts, first, last)
 
 
@@ -227,12 +361,25 @@ def rolling_window_sums(group_codes, timestamps_ns, notional, window_ns):
     ``(sums float64[n], counts int64[n])``. The input arrays are not modified.
     """
     codes, ts, x, w, n_groups = _prepare(group_codes, timestamps_ns, notional, window_ns, None)
-    offsets, order, ts_s, x_s = _arrange(codes, ts, x, n_groups)
+    offsets, ts_s, x_s, _, rank, blocks = _arrange(
+        codes, ts, x, n_groups, need_order=False, need_rank=True
+    )
     n = codes.shape[0]
-    sums = np.empty(n, dtype=dtypes.NOTIONAL)
-    counts = np.empty(n, dtype=dtypes.COUNT)
-    kernels.window_sums_to_input(offsets, ts_s, x_s, order, w, sums, counts)
-    return sums, counts
+    sums_s = np.empty(n, dtype=dtypes.NOTIONAL)
+    counts_s = np.empty(n, dtype=dtypes.COUNT)
+    _run(
+        kernels.window_sums_sorted,
+        [
+            (offsets, g0, g1, ts_s, x_s, w, sums_s, counts_s, _EMPTY_I64, _EMPTY_I64)
+            for g0, g1 in blocks
+        ],
+    )
+    # x_s is free now: it receives the input-order sums; rank becomes counts
+    _run(
+        kernels.gather_by_rank,
+        [(rank, lo, hi, sums_s, counts_s, x_s) for lo, hi in _row_chunks(n, _n_parts(n))],
+    )
+    return x_s, rank
 
 
 def group_median_mad(values, group_offsets):
@@ -265,5 +412,8 @@ def group_median_mad(values, group_offsets):
     n_groups = off.shape[0] - 1
     median = np.empty(n_groups, dtype=np.float64)
     mad = np.empty(n_groups, dtype=np.float64)
-    kernels.group_median_mad(v, off, median, mad)
+    _run(
+        kernels.group_median_mad,
+        [(v, off, g0, g1, median, mad) for g0, g1 in _group_blocks(off, _n_parts(v.shape[0]))],
+    )
     return median, mad
