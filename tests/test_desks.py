@@ -11,6 +11,7 @@ No test sleeps for backoff: ``sleep``, ``rng`` and ``clock`` are injected.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -19,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import trade_surveillance_pipeline as tsp
 from surv_kernel import desks
 from surv_kernel.desks import (
     DeskDeadlineError,
@@ -26,10 +28,17 @@ from surv_kernel.desks import (
     DeskRunReport,
     FeedUnavailableError,
     TransientFeedError,
+    analyze_feed,
     fetch_trade_feed,
     process_all_desks,
+    replay_window,
+    run_demo,
+    warm_up,
 )
+from surv_kernel.ingest import FeedError, decode_feed
+from surv_kernel.model import DetectionConfig, detect
 from surv_kernel.observability import MetricsRegistry
+from surv_kernel.scenario import generate_day
 
 
 class FixedRng:
@@ -516,3 +525,201 @@ def test_no_desk_alerts_are_ever_lost(n, fail, workers):
     assert set(failures) == failing
     assert reg.total("surv_desk_failures_total") == len(failing)
     assert reg.total("surv_desk_runs_total", outcome="ok") == n - len(failing)
+
+
+# -- the real path: ingest + model ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def day_feeds():
+    return generate_day(3).feeds()
+
+
+@pytest.fixture
+def no_sleep(monkeypatch):
+    """The shim cannot take a sleeper; fetch looks time.sleep up per call."""
+    sleeps = []
+    monkeypatch.setattr(desks.time, "sleep", sleeps.append)
+    return sleeps
+
+
+def test_analyze_feed_is_decode_then_detect_and_counts_everything(day_feeds, caplog):
+    desk, feed = max(day_feeds.items(), key=lambda kv: len(kv[1]))
+    reg = MetricsRegistry()
+    now = 2_000_000_000.0
+    with caplog.at_level(logging.DEBUG, logger="surv_kernel"):
+        alerts = analyze_feed(desk, feed, registry=reg, clock=lambda: now)
+    batch, quarantine = decode_feed(feed, desk=desk)
+    detection = detect(batch, DetectionConfig())
+    assert alerts == [a.to_dict() for a in detection.alerts]
+    assert alerts, "the scenario day must give this desk alerts to check"
+    assert reg.value("surv_trades_decoded_total", desk=desk) == len(batch)
+    assert reg.total("surv_records_quarantined_total", desk=desk) == len(quarantine)
+    assert reg.value("surv_alerts_emitted_total", desk=desk) == len(alerts)
+    assert reg.total("surv_alerts_suppressed_total", desk=desk) == len(detection.suppressed)
+    assert reg.value("surv_decode_seconds", desk=desk)["count"] == 1
+    assert reg.value("surv_detect_seconds", desk=desk)["count"] == 1
+    lag = reg.value("surv_alert_lag_seconds", desk=desk)
+    assert lag["count"] == len(alerts)
+    expected = [now - a.end_ns / 1e9 for a in detection.alerts]
+    assert lag["sum"] == pytest.approx(sum(expected))
+    assert lag["max"] == pytest.approx(max(expected))
+    (summary,) = [r for r in desk_records(caplog, desk) if r.event == "desk_analyzed"]
+    assert summary.alerts == len(alerts) and summary.trades == len(batch)
+
+
+def test_quarantined_records_are_logged_and_counted_not_dropped(day_feeds, caplog):
+    desk = "NY Equities"
+    rows = json.loads(day_feeds[desk])
+    bad = [
+        dict(rows[0], trade_id="BAD-CCY", currency="XYZ"),
+        {k: v for k, v in rows[1].items() if k != "notional"} | {"trade_id": "BAD-MISSING"},
+        dict(rows[2], trade_id="BAD-AC", asset_class="crypto"),
+    ]
+    feed = json.dumps(rows[:50] + bad + rows[50:]).encode()
+    reg = MetricsRegistry()
+    with caplog.at_level(logging.DEBUG, logger="surv_kernel"):
+        analyze_feed(desk, feed, registry=reg)
+    _, quarantine = decode_feed(feed, desk=desk)
+    assert len(quarantine) == 3
+    assert reg.total("surv_records_quarantined_total", desk=desk) == 3
+    assert reg.value("surv_trades_decoded_total", desk=desk) == len(rows)
+    (warning,) = [r for r in desk_records(caplog, desk) if r.event == "records_quarantined"]
+    assert warning.levelno == logging.WARNING and warning.quarantined == 3
+    assert sorted(warning.first_positions) == [50, 51, 52]
+
+
+def test_garbage_feeds_are_bad_feed_failures(day_feeds):
+    reg = MetricsRegistry()
+    with pytest.raises(FeedError):
+        analyze_feed("EQ", b"<html>502 Bad Gateway</html>", registry=reg)
+    with pytest.raises(FeedError, match="NoneType"):
+        analyze_feed("EQ", None, registry=reg)
+    garbage = {"A": b"<html>", "B": None, "C": 12345}
+    good = day_feeds["NY Equities"]
+    rep = process_all_desks(
+        ["A", "B", "GOOD", "C"],
+        analyze=lambda d: analyze_feed(d, garbage.get(d, good), registry=reg),
+        report=True,
+        registry=reg,
+    )
+    assert [o.kind for o in rep.outcomes] == ["bad_feed", "bad_feed", "ok", "bad_feed"]
+    assert rep.results[2] == analyze_feed("GOOD", good, registry=MetricsRegistry())
+    assert reg.total("surv_desk_failures_total", kind="bad_feed") == 3
+
+
+def test_real_desks_give_the_same_alerts_for_any_pool_size(day_feeds):
+    names = list(day_feeds)
+
+    def analyze(d):
+        return analyze_feed(d, day_feeds[d], registry=MetricsRegistry())
+
+    serial = [analyze(d) for d in names]
+    for workers in (1, 3, 6):
+        assert (
+            process_all_desks(
+                names, analyze=analyze, max_workers=workers, registry=MetricsRegistry()
+            )
+            == serial
+        )
+
+
+def test_legacy_process_all_desks_through_the_shim(day_feeds, monkeypatch, no_sleep):
+    monkeypatch.setattr(tsp, "_api_call", lambda desk_id: day_feeds[desk_id])
+    names = list(day_feeds)
+    out = tsp.process_all_desks(names)
+    assert out == [analyze_feed(d, day_feeds[d], registry=MetricsRegistry()) for d in names]
+    assert any(out), "the scenario day must have alerts"
+    assert tsp.fetch_trade_feed(names[0]) == day_feeds[names[0]]
+
+
+def test_analyze_desk_turned_a_dead_feed_into_no_anomalies(monkeypatch, no_sleep):
+    """Received defect: fetch returned None and analyze_desk returned []."""
+    calls = []
+
+    def dead(desk_id):
+        calls.append(desk_id)
+        raise ConnectionError("feed service down")
+
+    monkeypatch.setattr(tsp, "_api_call", dead)
+    with pytest.raises(FeedUnavailableError) as info:
+        tsp.analyze_desk("EQ")
+    assert calls == ["EQ"] * 3 and len(no_sleep) == 2
+    assert isinstance(info.value.last_error, ConnectionError)
+
+
+def test_legacy_process_all_desks_keeps_healthy_desks_when_one_is_dead(
+    day_feeds, monkeypatch, no_sleep
+):
+    names = list(day_feeds)
+
+    def api(desk_id):
+        if desk_id == names[2]:
+            raise TimeoutError("read timed out")
+        return day_feeds[desk_id]
+
+    monkeypatch.setattr(tsp, "_api_call", api)
+    with pytest.raises(DeskFailuresError) as info:
+        tsp.process_all_desks(names)
+    err = info.value
+    expected = [analyze_feed(d, day_feeds[d], registry=MetricsRegistry()) for d in names]
+    expected[2] = None
+    assert err.results == expected
+    assert list(err.failures) == [names[2]]
+    assert isinstance(err.failures[names[2]], FeedUnavailableError)
+
+
+def test_replay_window_delivers_exactly_the_missing_alerts(day_feeds, tmp_path):
+    names = list(day_feeds)
+    live = {d: analyze_feed(d, day_feeds[d], registry=MetricsRegistry()) for d in names}
+    dead = names[1]
+    delivered = {a["alert_id"] for d in names if d != dead for a in live[d]}
+    paths = {}
+    for d in names:
+        paths[d] = tmp_path / f"{d}.json"
+        paths[d].write_bytes(day_feeds[d])
+    result = replay_window({d: str(p) for d, p in paths.items()}, delivered_ids=delivered)
+    assert result.report.ok
+    assert result.new_alerts[dead] == live[dead] and live[dead]
+    assert all(result.new_alerts[d] == [] for d in names if d != dead)
+    assert sum(result.duplicates.values()) == len(delivered)
+    # replaying again after delivering finds nothing new: no duplicates
+    delivered |= {a["alert_id"] for a in result.new_alerts[dead]}
+    again = replay_window({d: str(p) for d, p in paths.items()}, delivered_ids=delivered)
+    assert all(v == [] for v in again.new_alerts.values())
+
+
+def test_replay_of_a_feed_split_into_files_matches_the_whole_feed(day_feeds, tmp_path):
+    desk = "NY Equities"
+    rows = json.loads(day_feeds[desk])
+    half = len(rows) // 2
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps(rows[:half]))
+    second.write_text(json.dumps(rows[half:]))
+    whole = replay_window({desk: day_feeds[desk]})
+    split = replay_window({desk: [str(first), second]})
+    assert split.new_alerts == whole.new_alerts and whole.new_alerts[desk]
+    assert split.trades == whole.trades == {desk: len(rows)}
+
+
+def test_replay_names_a_desk_whose_feed_is_still_garbage(tmp_path):
+    result = replay_window({"EQ": b"not json"})
+    assert not result.report.ok and "EQ" in result.report.failures
+    assert "EQ" not in result.new_alerts
+
+
+def test_run_demo_rehearses_a_dead_desk(tmp_path):
+    reg = MetricsRegistry()
+    rep = run_demo(dead_desks=["NY Rates"], archive_dir=tmp_path, registry=reg)
+    assert list(rep.failures) == ["NY Rates"]
+    assert sum(len(a) for a in rep.alerts_by_desk.values()) > 0
+    assert reg.value("surv_desk_failures_total", desk="NY Rates", kind="feed_unavailable") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{o.desk_id}.json" for o in rep.outcomes
+    )
+    with pytest.raises(ValueError, match="unknown desk"):
+        run_demo(dead_desks=["Mars"], registry=MetricsRegistry())
+
+
+def test_warm_up_runs_the_whole_path():
+    assert warm_up() > 0

@@ -51,6 +51,7 @@ __all__ = [
     "default_workers",
     "fetch_trade_feed",
     "process_all_desks",
+    "reason_label",
 ]
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,7 @@ def fetch_trade_feed(
     max_retries: int = 3,
     *,
     api_call: Callable[[Any], Any],
-    sleep: Callable[[float], Any] = time.sleep,
+    sleep: Callable[[float], Any] | None = None,
     rng: Any = None,
     base_delay: float = DEFAULT_BASE_DELAY,
     max_delay: float = DEFAULT_MAX_DELAY,
@@ -249,6 +250,8 @@ def fetch_trade_feed(
     if base_delay < 0 or max_delay < 0:
         raise ValueError(f"backoff delays must be >= 0: base {base_delay}, max {max_delay}")
     reg = registry if registry is not None else metrics
+    if sleep is None:  # looked up per call, so a test can replace time.sleep
+        sleep = time.sleep
     desk = str(desk_id)
     start = clock()
     last_error: BaseException | None = None
@@ -325,6 +328,20 @@ def fetch_trade_feed(
     raise FeedUnavailableError(desk_id, max_retries, last_error) from last_error
 
 
+def reason_label(reason: Any) -> str:
+    """A bounded metric label for a free-text reason: its category, the text
+    before the first ``:`` ("within baseline: z=1.2 < 3, ..." -> "within_baseline").
+
+    Reasons carry per-record detail (values, z-scores); as label values they
+    would create one time series per distinct number.
+    """
+    head = str(reason).split(":", 1)[0].strip().lower()
+    label = "".join(c if c.isalnum() else "_" for c in head).strip("_")
+    while "__" in label:
+        label = label.replace("__", "_")
+    return label[:48] or "unspecified"
+
+
 def analyze_feed(
     desk_id: Any,
     feed: Any,
@@ -361,7 +378,7 @@ def analyze_feed(
     reg.counter("surv_trades_decoded_total", desk=desk).inc(len(batch))
     n_quarantined = len(quarantine)
     if n_quarantined:
-        by_reason = collections.Counter(str(record.reason) for record in quarantine)
+        by_reason = collections.Counter(reason_label(record.reason) for record in quarantine)
         for reason, count in by_reason.items():
             reg.counter("surv_records_quarantined_total", desk=desk, reason=reason).inc(count)
         log.warning(
@@ -389,7 +406,7 @@ def analyze_feed(
         lag.observe(seconds)
         worst_lag = seconds if worst_lag is None else max(worst_lag, seconds)
     reg.counter("surv_alerts_emitted_total", desk=desk).inc(len(alerts))
-    suppressed = collections.Counter(str(ep.reason) for ep in detection.suppressed)
+    suppressed = collections.Counter(reason_label(ep.reason) for ep in detection.suppressed)
     for reason, count in suppressed.items():
         reg.counter("surv_alerts_suppressed_total", desk=desk, reason=reason).inc(count)
     log.info(
@@ -629,7 +646,178 @@ def _record(
         kind,
         seconds,
         error,
-        exc_info=error if kind not in ("timeout",) else None,
+        exc_info=error if kind in ("error", "bad_result") else None,
         extra={"desk": desk, "event": "desk_failed", "kind": kind, "error": repr(error)},
     )
     return DeskOutcome(desk_id, None, error, kind, seconds)
+
+
+# -- operator helpers (RUNBOOK.md) -------------------------------------------------
+
+
+def _warm_feed(n_trades: int = 600) -> bytes:
+    """A small deterministic feed that exercises every detection path:
+    ordinary trades, a burst that alerts, and episodes that are suppressed."""
+    import json
+
+    day0 = 1_710_403_200.0  # 2024-03-14 00:00 UTC
+    rows = []
+    for i in range(n_trades):
+        trader = f"WARM{i % 6}"
+        burst = i % 6 == 0 and 300 <= i < 330
+        rows.append(
+            {
+                "trade_id": f"WARM-{i:05d}",
+                "asset_class": ("equity", "fixed_income", "derivative")[i % 3],
+                "notional": (9_000_000.0 if burst else 150_000.0 + 1_000.0 * (i % 17)),
+                "currency": ("USD", "EUR", "GBP", "JPY")[i % 4] if not burst else "USD",
+                "trader_id": trader,
+                "timestamp": day0 + 9 * 3600 + 37.0 * i,
+                "surveillance_required": i % 2 == 0,
+            }
+        )
+    return json.dumps(rows).encode()
+
+
+def warm_up() -> float:
+    """Compile (or load from the Numba cache) every kernel a desk run uses;
+    returns the seconds it took. Metrics of the warm-up go to a throwaway
+    registry. Run it at deploy time with the service's ``NUMBA_CACHE_DIR``
+    so the first real desk run does not pay for compilation."""
+    start = time.perf_counter()
+    analyze_feed("warm-up", _warm_feed(), registry=MetricsRegistry())
+    return time.perf_counter() - start
+
+
+def run_demo(
+    *,
+    seed: int = 0,
+    dead_desks: Iterable[str] = (),
+    archive_dir: str | os.PathLike[str] | None = None,
+    registry: MetricsRegistry | None = None,
+    **day_knobs: Any,
+) -> DeskRunReport:
+    """A rehearsal: one synthetic day (``surv_kernel.scenario.generate_day``)
+    through the real pool, fetch, decode and detection, with the named desks'
+    feeds dead (every call raises ConnectionError). Moves the given (default)
+    registry's metrics like a production run; never raises for a dead desk,
+    returns the report. With ``archive_dir`` every desk's feed is also written
+    there as ``<desk>.json`` (what a replay reads)."""
+    from .scenario import generate_day
+
+    feeds = generate_day(seed, **day_knobs).feeds()
+    dead = set(dead_desks)
+    unknown = dead - set(feeds)
+    if unknown:
+        raise ValueError(f"unknown desk(s) {sorted(unknown)}; the demo desks are {sorted(feeds)}")
+    if archive_dir is not None:
+        os.makedirs(archive_dir, exist_ok=True)
+        for desk, feed in feeds.items():
+            with open(os.path.join(archive_dir, f"{desk}.json"), "wb") as fh:
+                fh.write(feed)
+    reg = registry if registry is not None else metrics
+
+    def api_call(desk_id: str) -> bytes:
+        if desk_id in dead:
+            raise ConnectionError(f"demo: feed of {desk_id} is down")
+        return feeds[desk_id]
+
+    def analyze(desk_id: str) -> list[dict[str, Any]]:
+        feed = fetch_trade_feed(
+            desk_id, api_call=api_call, base_delay=0.01, max_delay=0.05, registry=reg
+        )
+        return analyze_feed(desk_id, feed, registry=reg)
+
+    return process_all_desks(list(feeds), analyze=analyze, report=True, registry=reg)
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What :func:`replay_window` found, per desk."""
+
+    #: desk -> alerts that were NOT delivered before (deliver these)
+    new_alerts: dict[str, list[dict[str, Any]]]
+    #: desk -> how many replayed alerts were already delivered (skipped)
+    duplicates: dict[str, int]
+    #: desk -> trades replayed
+    trades: dict[str, int]
+    #: the report of the replay run (a desk whose replay failed is in it)
+    report: DeskRunReport
+
+
+def replay_window(
+    feeds_by_desk: Any,
+    *,
+    delivered_ids: Iterable[str] = (),
+    config: Any = None,
+    max_workers: int | None = None,
+    registry: MetricsRegistry | None = None,
+) -> ReplayResult:
+    """Re-run detection over saved feeds and keep only alerts not yet delivered.
+
+    ``feeds_by_desk`` maps a desk id to its feed(s): bytes/str, a file path,
+    or a list of either (the feeds of one desk are concatenated in the order
+    given into one batch, as the live run saw them). Alert ids are
+    deterministic (trader, asset class, episode start, first trade), so an
+    alert the live run already delivered has the same id here and is skipped
+    (``delivered_ids``); every other alert is returned in ``new_alerts``.
+    Replay the same feeds the live run used (the whole desk feed, not a
+    slice): detection's baselines come from the batch, and an episode cut in
+    half by a window edge gets another start and id. Metrics go to a fresh
+    registry unless ``registry`` is given, so a replay does not pollute the
+    live SLA figures (its alerts' lag is hours by construction).
+    """
+    import msgspec
+
+    from .records import load_feeds_as_dicts
+
+    reg = registry if registry is not None else MetricsRegistry()
+    delivered = set(delivered_ids)
+    merged: dict[str, bytes] = {}
+    for desk, sources in dict(feeds_by_desk).items():
+        items = sources if isinstance(sources, (list, tuple)) else [sources]
+        parts: list[bytes | str] = []
+        for item in items:
+            if isinstance(item, (bytes, bytearray, str)) and not _is_path(item):
+                parts.append(bytes(item) if isinstance(item, bytearray) else item)
+            else:
+                with open(item, "rb") as fh:
+                    parts.append(fh.read())
+        merged[str(desk)] = (
+            parts[0] if len(parts) == 1 else msgspec.json.encode(load_feeds_as_dicts(parts))
+        )
+    trades: dict[str, int] = {}
+
+    def analyze(desk: str) -> list[dict[str, Any]]:
+        before = reg.value("surv_trades_decoded_total", desk=desk)
+        alerts = analyze_feed(desk, merged[desk], config=config, registry=reg)
+        trades[desk] = int(reg.value("surv_trades_decoded_total", desk=desk) - before)
+        return alerts
+
+    rep = process_all_desks(
+        list(merged), analyze=analyze, max_workers=max_workers, report=True, registry=reg
+    )
+    new: dict[str, list[dict[str, Any]]] = {}
+    dup: dict[str, int] = {}
+    for outcome in rep.outcomes:
+        if outcome.alerts is None:
+            continue
+        fresh = [a for a in outcome.alerts if a["alert_id"] not in delivered]
+        new[outcome.desk_id] = fresh
+        dup[outcome.desk_id] = len(outcome.alerts) - len(fresh)
+    log.info(
+        "replay: %d desk(s), %d new alert(s), %d already delivered, %d desk(s) failed",
+        len(merged),
+        sum(len(v) for v in new.values()),
+        sum(dup.values()),
+        len(rep.failures),
+        extra={"event": "replay_done", "desks": list(merged), "failed_desks": list(rep.failures)},
+    )
+    return ReplayResult(new, dup, trades, rep)
+
+
+def _is_path(item: Any) -> bool:
+    """A str that names an existing file is a path; any other str is feed text."""
+    return (
+        isinstance(item, str) and not item.lstrip().startswith(("[", "{")) and os.path.isfile(item)
+    )

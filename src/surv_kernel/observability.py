@@ -736,7 +736,13 @@ def health_summary(
     rep = health_report(registry, sla_seconds=sla_seconds, now=now)
 
     def s(x: float | None) -> str:
-        return "-" if x is None else f"{x:.3g}s"
+        """Durations in the unit an operator reads at a glance."""
+        if x is None:
+            return "-"
+        for limit, scale, unit in ((1.0, 1e-3, "ms"), (120.0, 1.0, "s"), (7200.0, 60.0, "min")):
+            if abs(x) < limit:
+                return f"{x / scale:.3g}{unit}"
+        return f"{x / 3600.0:.1f}h"
 
     lines = [
         f"surv_kernel health: {rep['status']}  (SLA {sla_seconds:.0f}s; "
