@@ -47,7 +47,7 @@ _ASSET_CLASSES = ("equity", "fixed_income", "derivative")
 _DAY0 = 1_710_403_200.0  # 2024-03-14 00:00 UTC
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def make_feed(desk: str, n_trades: int, seed: int = 0) -> bytes:
     """One desk's day: ~1000 trades per trader, lognormal USD sizes, a few
     bursts per desk so detection has alerts to build."""
@@ -92,8 +92,9 @@ def ours(desk_ids, api_call, registry=None, max_workers=None):
     reg = registry if registry is not None else MetricsRegistry()
     return process_all_desks(
         desk_ids,
-        analyze=lambda d: analyze_feed(d, fetch_trade_feed(d, api_call=api_call, registry=reg),
-                                       registry=reg),
+        analyze=lambda d: analyze_feed(
+            d, fetch_trade_feed(d, api_call=api_call, registry=reg), registry=reg
+        ),
         max_workers=max_workers,
         deadline_s=600,
         registry=reg,
