@@ -83,10 +83,16 @@ def load_trades(desk_feeds):
 def fetch_trade_feed(desk_id, max_retries=3):
     """Fetches trade data from a desk feed with retry logic.
 
-    Retries with capped exponential backoff and full jitter, logs through
-    ``logging``, and raises ``surv_kernel.FeedUnavailableError`` after the last
-    attempt (it used to return None, which became "no anomalies").
+    ``max_retries`` is the number of attempts, as before. Network and OS
+    errors (and ``surv_kernel.desks.TransientFeedError``) are retried after a
+    capped exponential backoff with full jitter (0.5 s, 1 s, ... at most 30 s,
+    each scaled by a random factor); other errors are raised at once. Every
+    attempt is logged through ``logging`` with the desk id and attempt number,
+    and counted in ``surv_kernel.metrics``. After the last attempt it raises
+    ``surv_kernel.FeedUnavailableError`` (it used to print and return None,
+    which became "no anomalies").
     """
+    # _api_call is looked up at call time, so callers and tests can replace it
     return _desks().fetch_trade_feed(desk_id, max_retries, api_call=lambda d: _api_call(d))
 
 
@@ -107,10 +113,14 @@ def transform_trade(trade, normalize_notional, convert_currency, add_timestamps)
 def process_all_desks(desk_ids):
     """Processes trades from multiple desks concurrently.
 
-    Returns one list of alerts per desk, in the order of ``desk_ids``. A desk
-    that fails is logged and counted, the other desks still finish, and then
-    ``surv_kernel.DeskFailuresError`` is raised carrying the healthy desks'
-    results; see README "What changed and why".
+    Returns one list of alerts per desk, in the order of ``desk_ids``. Desks
+    run on a bounded thread pool (``SURV_MAX_WORKERS``, default cores + 4),
+    each within a deadline (``SURV_DESK_DEADLINE_S``, default 120 s). A desk
+    that fails (dead feed, garbage feed, error, deadline) is logged and
+    counted, the other desks still finish, and then
+    ``surv_kernel.DeskFailuresError`` is raised: its ``.results`` holds every
+    healthy desk's alerts in order and None for a failed desk, ``.failures``
+    maps desk id to error. See README "What changed and why" and RUNBOOK.md.
     """
     return _desks().process_all_desks(desk_ids, analyze=lambda d: analyze_desk(d))
 
@@ -163,7 +173,11 @@ def get_fx_rate(currency):
 def analyze_desk(desk_id):
     """Analyzes trades for a single desk; returns its alerts as dicts.
 
-    A feed that cannot be fetched raises instead of looking like a quiet desk.
+    Fetches the feed (``fetch_trade_feed``), decodes it into columns and runs
+    the detection model (``surv_kernel.desks.analyze_feed``). A feed that
+    cannot be fetched raises ``FeedUnavailableError`` and one that is not JSON
+    raises ``surv_kernel.FeedError``, instead of looking like a quiet desk;
+    records that cannot be used are quarantined, logged and counted.
     """
     feed = fetch_trade_feed(desk_id)
     return _desks().analyze_feed(desk_id, feed)
