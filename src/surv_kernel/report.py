@@ -1,0 +1,631 @@
+"""The alert report: one self-contained HTML file an analyst can open anywhere.
+
+What it holds, top to bottom:
+
+- the run summary (desks, trades, quarantine, alerts, suppressed, lag, time
+  per stage, configuration, and precision/recall when the day was labelled);
+- the alert list, sortable by any column (a few lines of inline JavaScript;
+  it starts sorted by score, highest first);
+- for each of the ``max_charts`` highest-scoring alerts: the explanation, a
+  chart of the trader's rolling window notional over the day for that asset
+  class, and the table of the trades in the peak window;
+- the suppressed floor-passing episodes (the largest ones), so an analyst can
+  see what the model chose not to alert and why.
+
+Self-contained: CSS, JavaScript and images are inline; opening the file needs
+no network and no server.
+
+Charts. matplotlib (the ``report`` extra: ``pip install 'surv_kernel[report]'``)
+draws them through its Agg renderer, using the object-oriented ``Figure`` API
+(no ``pyplot``, so no global state, no GUI backend, safe in a library). They
+are embedded as base64 PNG, not SVG, because a PNG's size does not grow with
+the data: a busy trader's day has thousands of trades, and an SVG path with a
+vertex per window would make each chart megabytes and the page slow, while a
+PNG stays ~40-60 kB whatever the day looks like. The cost is that the chart
+is not vector-sharp when zoomed; it is drawn at 110 dpi for that reason.
+Without matplotlib the report still renders (summary, list, explanations,
+trade tables) and says how to get the charts.
+
+Size cap: only the ``max_charts`` (default 50) highest-scoring alerts get a
+chart and a trade table; every alert is in the list. A noisy day of thousands
+of alerts therefore gives a report of a few MB, not hundreds; the report says
+how many alerts were left out of the charts.
+
+The chart of an alert (one trader, one asset class, the whole day):
+
+- the line is the window sum ``S(t)`` = USD notional of the group's trades in
+  ``[t - W, t]``: it steps up at each trade and down ``W`` after it; dots mark
+  the value at each trade, which is what the model scores, computed with
+  :func:`surv_kernel.windows.rolling_window_sums`;
+- the shaded band is the baseline the alert was judged against: median +/-
+  ``z_level`` x scale, where scale is the model's sigma estimate
+  ``max(MAD x 1.4826, 10% of median, 1000 USD)`` (from the alert's
+  explanation), with the median as a line;
+- the red dashed line is the static floor (asset-class floor x threshold
+  multiplier); the dotted black line is the level a window had to pass to
+  alert: the largest of the floor, ``median + z_level x scale`` and
+  ``ratio_level x median``;
+- the orange span is the peak window ``[peak - W, peak]`` and the star its
+  sum; the grey span is the whole episode.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import io
+import math
+import os
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import dtypes
+from .windows import rolling_window_sums
+
+__all__ = ["DEFAULT_MAX_CHARTS", "render_report", "write_report"]
+
+#: Alerts charted (highest scores first) unless the caller says otherwise.
+DEFAULT_MAX_CHARTS = 50
+#: Suppressed episodes listed (largest peak window first).
+MAX_SUPPRESSED_ROWS = 100
+
+_INSTALL_HINT = "pip install 'surv_kernel[report]'"
+
+
+def _matplotlib() -> Any:
+    """matplotlib's Figure class, or None when the optional extra is missing."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    return Figure
+
+
+def write_report(path: str | os.PathLike[str], **kwargs: Any) -> dict[str, Any]:
+    """Render (see :func:`render_report`) and write the report to ``path``
+    atomically; returns the render info (charts drawn, alerts left out, bytes)."""
+    text, info = render_report(**kwargs)
+    data = text.encode("utf-8")
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    info["bytes"] = len(data)
+    return info
+
+
+def render_report(
+    *,
+    batch: Any,
+    alerts: Sequence[Any],
+    suppressed: Sequence[Any] = (),
+    config: Any,
+    summary: Mapping[str, Any] | None = None,
+    max_charts: int = DEFAULT_MAX_CHARTS,
+    title: str = "surv-kernel alert report",
+    generated_at: _dt.datetime | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """The report as an HTML string, and info about it.
+
+    ``batch`` is the run's :class:`~surv_kernel.batch.TradeBatch` (the charts
+    and trade tables are read from it), ``alerts`` and ``suppressed`` come
+    from :func:`surv_kernel.model.detect`, ``config`` is its
+    :class:`~surv_kernel.model.DetectionConfig`, and ``summary`` the run
+    summary dict of :mod:`surv_kernel.cli` (any mapping; known keys are
+    formatted, the rest ignored).
+    """
+    if max_charts < 0:
+        raise ValueError(f"max_charts must be >= 0, got {max_charts}")
+    generated_at = generated_at or _dt.datetime.now(_dt.timezone.utc)
+    ranked = sorted(alerts, key=lambda a: (-a.score, a.start_ns, a.trader_id, a.asset_class))
+    detailed = ranked[:max_charts]
+    Figure = _matplotlib() if detailed else None
+    window_ns = int(config.window_ns)
+    groups = _GroupIndex(batch)
+
+    sections = []
+    charts = 0
+    for alert in detailed:
+        rows = groups.rows(alert.trader_id, alert.asset_class)
+        img = None
+        if Figure is not None:
+            img = _chart_png(Figure, alert, batch, rows, window_ns)
+            charts += 1
+        sections.append(_alert_section(alert, batch, rows, img))
+
+    notes = []
+    if len(ranked) > len(detailed):
+        notes.append(
+            f"Charts and trade tables are drawn for the {len(detailed)} highest-scoring of "
+            f"{len(ranked):,} alerts (a cap that keeps this file small on a noisy day); every "
+            "alert is in the list below and in the alerts JSON-lines file."
+        )
+    if detailed and Figure is None:
+        notes.append(
+            "Charts are not included because matplotlib is not installed. To get them: "
+            f"<code>{html.escape(_INSTALL_HINT)}</code> and run again."
+        )
+
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="muted">generated {generated_at.strftime("%Y-%m-%d %H:%M:%S %Z")} &middot; '
+        f"window {config.window_minutes:g} min &middot; floor x {config.threshold_multiplier:g} "
+        f"&middot; policy {html.escape(str(config.policy))}</p>",
+    ]
+    body += [f'<p class="note">{n}</p>' for n in notes]
+    body.append(_summary_section(summary or {}, len(ranked), len(suppressed)))
+    body.append(_alert_list(ranked, {a.alert_id for a in detailed}))
+    if sections:
+        body.append("<h2>Alerts in detail</h2>")
+        body.append(
+            '<p class="muted">Line: the trader\'s window notional S(t) for the asset class '
+            "(USD in [t &minus; W, t]); dots: the value at each trade, as scored. Band: baseline "
+            "median &plusmn; z-level &times; scale. Red dashed: static floor. Dotted: the level "
+            "a window had to pass. Orange: the peak window; grey: the whole episode.</p>"
+        )
+        body += sections
+    body.append(_suppressed_section(suppressed))
+    page = _PAGE.format(title=html.escape(title), css=_CSS, js=_JS, body="\n".join(body))
+    info = {
+        "alerts": len(ranked),
+        "detailed": len(detailed),
+        "charts": charts,
+        "left_out": len(ranked) - len(detailed),
+        "matplotlib": Figure is not None,
+    }
+    return page, info
+
+
+# -- data --------------------------------------------------------------------------------
+
+
+class _GroupIndex:
+    """Rows of the batch per (trader, asset class), found by dictionary code."""
+
+    def __init__(self, batch: Any) -> None:
+        self.batch = batch
+        self._cache: dict[tuple[str, str], np.ndarray] = {}
+
+    def rows(self, trader: str, asset_class: str) -> np.ndarray:
+        key = (trader, asset_class)
+        found = self._cache.get(key)
+        if found is None:
+            d = self.batch.dictionaries
+            t, a = d.trader.get(trader), d.asset_class.get(asset_class)
+            if t is None or a is None:
+                found = np.empty(0, np.int64)
+            else:
+                found = np.flatnonzero((self.batch.trader == t) & (self.batch.asset_class == a))
+            self._cache[key] = found
+        return found
+
+
+def _window_curve(ts: np.ndarray, usd: np.ndarray, window_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """The step function S(u) = sum of usd[j] with u - W <= ts[j] <= u, at each
+    of its change points: every trade time (a step up) and one nanosecond
+    after every ``t + W`` (the trade leaves the window). ``ts`` sorted."""
+    change = np.unique(np.concatenate([ts, ts + window_ns + 1]))
+    csum = np.concatenate([[0.0], np.cumsum(usd)])
+    hi = np.searchsorted(ts, change, side="right")
+    lo = np.searchsorted(ts, change - window_ns, side="left")
+    return change, csum[hi] - csum[lo]
+
+
+def _to_datetime(ns: np.ndarray | int) -> Any:
+    return np.asarray(ns, dtype=dtypes.TIMESTAMP).astype("datetime64[ns]")
+
+
+def _fmt_usd(x: float) -> str:
+    if x is None or not math.isfinite(x):
+        return "-"
+    for unit, scale in (("bn", 1e9), ("m", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:,.2f}{unit}"
+    return f"{x:,.0f}"
+
+
+def _fmt_axis_usd(x: float) -> str:
+    """Tick labels: 12.5m, 250k, no trailing zeros."""
+    for unit, scale in (("bn", 1e9), ("m", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.4g}{unit}"
+    return f"{x:.4g}"
+
+
+def _fmt_ts(ns: int, ms: bool = False) -> str:
+    t = _dt.datetime.fromtimestamp(ns / 1e9, _dt.timezone.utc)
+    return t.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if ms else t.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _fmt_num(x: float, digits: int = 1) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:,.{digits}f}"
+
+
+def _alert_level(e: Any) -> float:
+    """The window sum an episode had to pass (robust policy): the largest of
+    the floor, median + z_level * scale and ratio_level * median."""
+    levels = [e.floor_usd]
+    if math.isfinite(e.baseline_median_usd) and math.isfinite(e.baseline_scale_usd):
+        levels.append(e.baseline_median_usd + e.z_level * e.baseline_scale_usd)
+        levels.append(e.ratio_level * e.baseline_median_usd)
+    return max(levels)
+
+
+# -- chart -------------------------------------------------------------------------------
+
+
+def _chart_png(Figure: Any, alert: Any, batch: Any, rows: np.ndarray, window_ns: int) -> str:
+    """The alert's chart as a base64 PNG (see the module docstring)."""
+    from matplotlib.dates import AutoDateLocator, DateFormatter
+    from matplotlib.ticker import FuncFormatter
+
+    ts = batch.timestamp_ns[rows]
+    usd = batch.notional_usd[rows]
+    order = np.argsort(ts, kind="stable")
+    ts, usd = ts[order], usd[order]
+    # the scored values, as the model sees them (one group: all codes 0)
+    sums, _ = rolling_window_sums(np.zeros(len(ts), dtypes.CODE), ts, usd, window_ns)
+    curve_t, curve_s = _window_curve(ts, usd, window_ns)
+    e = alert.explanation
+
+    # fixed margins rather than constrained layout: the layout engine draws
+    # every figure twice, and these charts all have the same furniture
+    fig = Figure(figsize=(10, 3.9), dpi=110)
+    fig.subplots_adjust(left=0.075, right=0.985, top=0.92, bottom=0.25)
+    ax = fig.subplots()
+    ax.axvspan(
+        _to_datetime(alert.start_ns),
+        _to_datetime(max(alert.end_ns, alert.start_ns + 1)),
+        color="0.85",
+        alpha=0.6,
+        lw=0,
+        label="episode",
+    )
+    ax.axvspan(
+        _to_datetime(alert.peak_ns - window_ns),
+        _to_datetime(alert.peak_ns),
+        color="#ff9f1c",
+        alpha=0.35,
+        lw=0,
+        label=f"peak window ({alert.window_minutes:g} min)",
+    )
+    x0, x1 = _to_datetime(curve_t[0]), _to_datetime(curve_t[-1])
+    if math.isfinite(e.baseline_median_usd) and math.isfinite(e.baseline_scale_usd):
+        med, half = e.baseline_median_usd, e.z_level * e.baseline_scale_usd
+        ax.fill_between(
+            [x0, x1],
+            [max(med - half, 0.0)] * 2,
+            [med + half] * 2,
+            color="#4c78a8",
+            alpha=0.18,
+            lw=0,
+            label=f"baseline ({e.baseline_source}) median \u00b1 {e.z_level:g}\u00b7scale",
+        )
+        ax.hlines(med, x0, x1, color="#4c78a8", lw=1)
+    ax.hlines(
+        e.floor_usd,
+        x0,
+        x1,
+        color="#d62728",
+        lw=1.2,
+        ls="--",
+        label=f"floor {_fmt_usd(e.floor_usd)}",
+    )
+    level = _alert_level(e)
+    if level > e.floor_usd * 1.0001:
+        ax.hlines(
+            level, x0, x1, color="black", lw=1, ls=":", label=f"alert level {_fmt_usd(level)}"
+        )
+    ax.step(_to_datetime(curve_t), curve_s, where="post", color="#2f2f2f", lw=0.9)
+    ax.plot(_to_datetime(ts), sums, "o", ms=2.2, color="#2f2f2f", label="window sum at a trade")
+    ax.plot(
+        _to_datetime(alert.peak_ns),
+        alert.peak_window_sum_usd,
+        "*",
+        ms=13,
+        color="#e4572e",
+        mec="black",
+        mew=0.6,
+        label=f"peak {_fmt_usd(alert.peak_window_sum_usd)}",
+    )
+    # headroom above the peak so the star is never on the frame
+    top = max(float(np.max(curve_s)), alert.peak_window_sum_usd, e.floor_usd, level)
+    ax.set_ylim(0, top * 1.12)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _fmt_axis_usd(v)))
+    ax.xaxis.set_major_locator(AutoDateLocator(maxticks=12))
+    ax.xaxis.set_major_formatter(DateFormatter("%H:%M"))
+    ax.set_xlabel("time (UTC)")
+    ax.set_ylabel("USD in window")
+    ax.set_title(
+        f"{alert.trader_id} \u00b7 {alert.asset_class} \u00b7 {len(ts):,} trades that day",
+        fontsize=10,
+        loc="left",
+    )
+    ax.grid(True, lw=0.3, alpha=0.5)
+    # outside the axes: inside, it would cover the data wherever it sits
+    fig.legend(loc="lower center", ncols=4, fontsize=7, frameon=False)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+# -- HTML pieces -------------------------------------------------------------------------
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _anchor(alert: Any) -> str:
+    return "alert-" + "".join(c for c in alert.alert_id if c.isalnum() or c in "-_")
+
+
+def _summary_section(s: Mapping[str, Any], n_alerts: int, n_suppressed: int) -> str:
+    rows: list[tuple[str, str]] = []
+    if "desks" in s:
+        failed = s.get("desks_failed") or []
+        rows.append(
+            (
+                "desks",
+                f"{s['desks']} ({s['desks'] - len(failed)} ok"
+                + (f", <b class='bad'>{len(failed)} failed</b>)" if failed else ")"),
+            )
+        )
+        for f in failed:
+            rows.append(
+                (
+                    "failed desk",
+                    f"<b class='bad'>{_e(f.get('desk'))}</b> ({_e(f.get('path'))}): "
+                    f"{_e(f.get('kind'))}: {_e(f.get('error'))}",
+                )
+            )
+    if "trades" in s:
+        rows.append(("trades", f"{s['trades']:,}"))
+    if "quarantined" in s:
+        by = s.get("quarantined_by_reason") or {}
+        detail = ", ".join(f"{_e(k)} {v:,}" for k, v in by.items())
+        rows.append(("quarantined", f"{s['quarantined']:,}" + (f" ({detail})" if detail else "")))
+    rows.append(("alerts", f"{s.get('alerts', n_alerts):,}"))
+    by = s.get("suppressed_by_reason") or {}
+    rows.append(
+        (
+            "suppressed",
+            f"{s.get('suppressed', n_suppressed):,} floor-passing episodes within the traders' "
+            "baselines",
+        )
+    )
+    if "lag_s" in s:
+        rows.append(("lag", f"{s['lag_s']:.2f} s from opening the first feed to the last alert"))
+    if s.get("stages_s"):
+        rows.append(
+            ("time per stage", " | ".join(f"{_e(k)} {v:.2f} s" for k, v in s["stages_s"].items()))
+        )
+    cfg = s.get("config")
+    if cfg:
+        rows.append(("baselines", _e(cfg.get("baselines", "-"))))
+    ev = s.get("evaluation")
+    if ev:
+        rows.append(
+            (
+                "vs injected labels",
+                f"precision {_fmt_num(ev.get('precision'), 2)}, recall "
+                f"{_fmt_num(ev.get('recall'), 2)}: {ev.get('detected')} of "
+                f"{ev.get('n_episodes')} injected episodes found; {ev.get('true_positives')} of "
+                f"{ev.get('n_alerts')} alerts on injected trades",
+            )
+        )
+    outs = s.get("outputs") or {}
+    if outs:
+        rows.append(("files", ", ".join(f"{_e(k)}: <code>{_e(v)}</code>" for k, v in outs.items())))
+    trs = "\n".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+    return f'<h2>Run summary</h2>\n<table class="kv">{trs}</table>'
+
+
+def _alert_list(ranked: Sequence[Any], detailed: set[str]) -> str:
+    if not ranked:
+        return "<h2>Alerts</h2><p>No alerts.</p>"
+    head = (
+        "<tr><th data-type='num' class='desc'>score</th><th>trader</th><th>asset class</th>"
+        "<th data-type='num'>start (UTC)</th><th data-type='num'>peak (UTC)</th>"
+        "<th data-type='num'>peak window USD</th><th data-type='num'>z</th>"
+        "<th data-type='num'>x median</th><th>baseline</th><th data-type='num'>trades</th></tr>"
+    )
+    body = []
+    for a in ranked:
+        e = a.explanation
+        name = _e(a.trader_id)
+        if a.alert_id in detailed:
+            name = f'<a href="#{_anchor(a)}">{name}</a>'
+        body.append(
+            "<tr>"
+            f"<td data-v='{a.score}'>{a.score:.1f}</td>"
+            f"<td>{name}</td><td>{_e(a.asset_class)}</td>"
+            f"<td data-v='{a.start_ns}'>{_fmt_ts(a.start_ns)}</td>"
+            f"<td data-v='{a.peak_ns}'>{_fmt_ts(a.peak_ns)}</td>"
+            f"<td data-v='{a.peak_window_sum_usd}'>{_fmt_usd(a.peak_window_sum_usd)}</td>"
+            f"<td data-v='{_sortable(e.z)}'>{_fmt_num(e.z)}</td>"
+            f"<td data-v='{_sortable(e.ratio)}'>{_fmt_num(e.ratio)}</td>"
+            f"<td>{_e(e.baseline_source)}</td>"
+            f"<td data-v='{len(a.trades)}'>{len(a.trades)}</td>"
+            "</tr>"
+        )
+    return (
+        f"<h2>Alerts ({len(ranked):,})</h2>\n"
+        '<p class="muted">Click a column heading to sort; a trader links to the alert\'s chart '
+        "when it has one.</p>\n"
+        f'<table class="sortable" id="alerts"><thead>{head}</thead><tbody>'
+        + "\n".join(body)
+        + "</tbody></table>"
+    )
+
+
+def _sortable(x: float) -> str:
+    return repr(float(x)) if math.isfinite(x) else "-1e308"
+
+
+def _alert_section(alert: Any, batch: Any, rows: np.ndarray, img: str | None) -> str:
+    e = alert.explanation
+    chart = (
+        f'<img class="chart" alt="rolling {alert.window_minutes:g}-minute notional of '
+        f'{_e(alert.trader_id)} in {_e(alert.asset_class)}" src="data:image/png;base64,{img}">'
+        if img is not None
+        else f'<p class="note">No chart: matplotlib is not installed '
+        f"(<code>{html.escape(_INSTALL_HINT)}</code>).</p>"
+    )
+    facts = (
+        f"score <b>{alert.score:.1f}</b> &middot; peak window <b>{_fmt_usd(alert.peak_window_sum_usd)}"
+        f" USD</b> at {_fmt_ts(alert.peak_ns)} &middot; episode {_fmt_ts(alert.start_ns)} to "
+        f"{_fmt_ts(alert.end_ns)} ({e.n_windows} breaching windows) &middot; baseline "
+        f"{_e(e.baseline_source)}{(' ' + _e(e.baseline_desk)) if e.baseline_desk else ''}: median "
+        f"{_fmt_usd(e.baseline_median_usd)}, MAD {_fmt_usd(e.baseline_mad_usd)}, scale "
+        f"{_fmt_usd(e.baseline_scale_usd)}, n={e.baseline_n}"
+    )
+    return (
+        f'<section class="alert" id="{_anchor(alert)}">'
+        f"<h3>{_e(alert.trader_id)} &middot; {_e(alert.asset_class)} "
+        f'<span class="muted">alert {_e(alert.alert_id)}</span></h3>'
+        f"<p>{facts}</p><p class='expl'>{_e(e.text)}</p>{chart}"
+        f"{_trade_table(alert, batch, rows)}</section>"
+    )
+
+
+def _trade_table(alert: Any, batch: Any, rows: np.ndarray) -> str:
+    ids = batch.trade_id[rows]
+    wanted = set(alert.trades)
+    row_of = {t: int(r) for t, r in zip(ids.tolist(), rows.tolist(), strict=True) if t in wanted}
+    d = batch.dictionaries
+    body = []
+    for tid in alert.trades:
+        r = row_of.get(tid)
+        if r is None:
+            body.append(f"<tr><td>{_e(tid)}</td><td colspan='6'>not in this batch</td></tr>")
+            continue
+        body.append(
+            "<tr>"
+            f"<td>{_e(tid)}</td><td>{_fmt_ts(int(batch.timestamp_ns[r]), ms=True)}</td>"
+            f"<td>{_e(d.desk[batch.desk[r]])}</td><td>{_e(d.currency[batch.currency[r]])}</td>"
+            f"<td class='num'>{batch.notional[r]:,.2f}</td>"
+            f"<td class='num'>{batch.notional_usd[r]:,.2f}</td>"
+            f"<td>{'yes' if batch.surveillance_required[r] else 'no'}</td>"
+            "</tr>"
+        )
+    total = sum(float(batch.notional_usd[r]) for r in row_of.values())
+    return (
+        f"<details open><summary>{len(alert.trades)} trade(s) in the peak window, "
+        f"{_fmt_usd(total)} USD</summary>"
+        '<table class="trades"><thead><tr><th>trade</th><th>time (UTC)</th><th>desk</th>'
+        "<th>currency</th><th>notional</th><th>USD</th><th>surveillance required</th></tr>"
+        "</thead><tbody>" + "\n".join(body) + "</tbody></table></details>"
+    )
+
+
+def _suppressed_section(suppressed: Sequence[Any]) -> str:
+    if not suppressed:
+        return "<h2>Suppressed episodes</h2><p>None: every floor-passing episode was alerted.</p>"
+    reasons = Counter(s.reason.split(":", 1)[0] for s in suppressed)
+    top = sorted(suppressed, key=lambda s: -s.peak_window_sum_usd)[:MAX_SUPPRESSED_ROWS]
+    rows = "\n".join(
+        "<tr>"
+        f"<td>{_e(s.trader_id)}</td><td>{_e(s.asset_class)}</td>"
+        f"<td data-v='{s.peak_ns}'>{_fmt_ts(s.peak_ns)}</td>"
+        f"<td data-v='{s.peak_window_sum_usd}'>{_fmt_usd(s.peak_window_sum_usd)}</td>"
+        f"<td data-v='{_sortable(s.explanation.baseline_median_usd)}'>"
+        f"{_fmt_usd(s.explanation.baseline_median_usd)}</td>"
+        f"<td>{_e(s.reason)}</td></tr>"
+        for s in top
+    )
+    more = (
+        f" The {len(top)} largest are listed; the rest are in the suppressed JSON-lines file."
+        if len(suppressed) > len(top)
+        else ""
+    )
+    return (
+        f"<h2>Suppressed episodes ({len(suppressed):,})</h2>"
+        f"<p class='muted'>Windows that passed the static floor but stayed within the "
+        f"trader's own normal, so no alert: "
+        + ", ".join(f"{_e(k)} {v:,}" for k, v in reasons.most_common())
+        + f".{more}</p>"
+        '<table class="sortable"><thead><tr><th>trader</th><th>asset class</th>'
+        "<th data-type='num'>peak (UTC)</th><th data-type='num'>peak window USD</th>"
+        "<th data-type='num'>baseline median</th><th>reason</th></tr></thead><tbody>"
+        + rows
+        + "</tbody></table>"
+    )
+
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;
+max-width:1180px;padding:0 16px;color:#1d1d1f;background:#fff}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd}
+h3{font-size:15px;margin:0 0 6px}.muted{color:#666;font-size:12px;font-weight:normal}
+.note{background:#fff6e0;border-left:4px solid #f0a500;padding:6px 10px}
+.bad{color:#b00020}code{background:#f3f3f3;padding:1px 4px;border-radius:3px}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{padding:3px 8px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
+table.kv th{width:170px;color:#444;font-weight:600}
+table.sortable th{cursor:pointer;user-select:none;background:#f7f7f7;position:sticky;top:0}
+table.sortable th:hover{background:#ececec}
+th.asc:after{content:" \\25B2"}th.desc:after{content:" \\25BC"}
+td.num,table.trades td:nth-child(5),table.trades td:nth-child(6){text-align:right;
+font-variant-numeric:tabular-nums}
+section.alert{border:1px solid #ddd;border-radius:6px;padding:12px 14px;margin:16px 0}
+.expl{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;background:#fafafa;
+padding:6px 8px}
+img.chart{width:100%;max-width:1100px;height:auto;display:block;margin:8px 0}
+details summary{cursor:pointer;color:#333;margin:4px 0}
+"""
+
+_JS = r"""
+document.querySelectorAll('table.sortable').forEach(function (table) {
+  table.querySelectorAll('thead th').forEach(function (th, col) {
+    th.addEventListener('click', function () {
+      var num = th.dataset.type === 'num';
+      var desc = !th.classList.contains('desc');
+      table.querySelectorAll('thead th').forEach(function (h) { h.classList.remove('asc', 'desc'); });
+      th.classList.add(desc ? 'desc' : 'asc');
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      function key(r) {
+        var c = r.cells[col];
+        var v = c.getAttribute('data-v');
+        return num ? parseFloat(v === null ? c.textContent : v) : c.textContent.toLowerCase();
+      }
+      rows.sort(function (a, b) {
+        var x = key(a), y = key(b);
+        var c = x < y ? -1 : x > y ? 1 : 0;
+        return desc ? -c : c;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+});
+// a link ending in #sort=trader (ascending) or #sort=-score (descending)
+// opens the alert list sorted by that column
+(function () {
+  var m = /sort=(-?)([\w ]+)/.exec(decodeURIComponent(location.hash));
+  var table = document.getElementById('alerts');
+  if (!m || !table) return;
+  table.querySelectorAll('thead th').forEach(function (th) {
+    if (th.textContent.split(' (')[0].trim() !== m[2]) return;
+    th.classList.remove('asc', 'desc');
+    th.click();
+    if (!m[1]) th.click();
+  });
+})();
+"""
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>{css}</style></head>
+<body>
+{body}
+<script>{js}</script>
+</body></html>
+"""
