@@ -1,0 +1,423 @@
+"""Rolling window sums: surv_kernel vs polars vs DuckDB vs pandas on the same arrays.
+
+The data is a synthetic trading day: ~600 traders x 5 asset classes (about
+3,000 (trader, asset class) groups, heavy-tailed activity), each trader on one
+of six desks, U-shaped intraday times at millisecond resolution (so equal
+timestamps occur), lognormal USD notionals. Two arrivals:
+
+* ``ordered``: six time-ordered desk feeds concatenated (the realistic case:
+  every group is already time-ordered, the kernel skips its time sort);
+* ``shuffled``: a random permutation (every group needs the time sort).
+
+Window: 30 minutes, both ends inclusive, per group, results aligned with the
+input rows. What each peer computes:
+
+* polars ``pl.col("notional").rolling_sum_by("ts", window_size="30m",
+  closed="both").over("group")``: the same definition (values agree to ~1e-13).
+* DuckDB ``SUM(notional) OVER (PARTITION BY grp ORDER BY ts RANGE BETWEEN
+  1800000000000 PRECEDING AND CURRENT ROW)`` on integer ns: the same
+  definition (RANGE ... CURRENT ROW includes peers, i.e. equal timestamps);
+  the result comes back in DuckDB's order, not re-aligned with the input,
+  which favours DuckDB. Skipped at 10M in asv (6-18 s per call here).
+* pandas ``groupby("grp").rolling("30min", on="ts", closed="both").sum()``:
+  needs times monotonic inside each group, so shuffled input is sorted first
+  (timed), and the result is re-aligned with the input (timed); its window
+  ends at the row itself among equal timestamps, so values differ on ties.
+  Skipped at 10M in asv.
+
+Standalone, side by side in one process (interleaved rounds, best and median):
+    PYTHONPATH=src:python python asv_bench/benchmarks/windows.py
+    PYTHONPATH=src:python python asv_bench/benchmarks/windows.py --sizes 1e6 --peers polars,duckdb,pandas
+    PYTHONPATH=src:python python asv_bench/benchmarks/windows.py --latency-only
+through asv:
+    cd asv_bench && asv run --python=same --quick -b windows
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+
+import numpy as np
+
+try:
+    import surv_kernel
+except ImportError:  # standalone run from a checkout without PYTHONPATH
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "src"))
+    import surv_kernel
+from surv_kernel import windows
+
+NS_PER_MINUTE = 60 * 1_000_000_000
+WINDOW_NS = 30 * NS_PER_MINUTE
+SIZES = [1_000_000, 10_000_000]
+ARRIVALS = ["ordered", "shuffled"]
+SRC_DIR = os.path.dirname(os.path.dirname(os.path.abspath(surv_kernel.__file__)))
+
+_DATA: dict[tuple[int, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def make_trades(n, seed=0, arrival="ordered", n_traders=600, n_asset_classes=5, n_desks=6):
+    """``(group_codes int32, timestamps_ns int64, notional_usd float64)`` of a
+    synthetic day of ``n`` trades; see the module docstring."""
+    rng = np.random.default_rng(seed)
+    desk_of_trader = rng.integers(0, n_desks, n_traders)
+    activity = rng.lognormal(0.0, 1.0, n_traders)
+    activity /= activity.sum()
+    trader = rng.choice(n_traders, size=n, p=activity)
+    # each trader favours a few asset classes
+    cum = rng.dirichlet(np.full(n_asset_classes, 0.5), n_traders).cumsum(axis=1)
+    u = rng.random(n)
+    asset_class = np.zeros(n, dtype=np.int64)
+    for k in range(n_asset_classes - 1):
+        asset_class += u > cum[trader, k]
+    group = (trader * n_asset_classes + asset_class).astype(np.int32)
+    day0 = 1_767_000_000 * 1_000_000_000
+    minutes = 510  # 08:00-16:30, busier at the open and the close
+    ms = (rng.beta(0.6, 0.6, n) * minutes * 60_000).astype(np.int64)
+    ts = day0 + ms * 1_000_000
+    notional = rng.lognormal(13.0, 1.5, n)
+    if arrival == "ordered":
+        order = np.lexsort((ts, desk_of_trader[trader]))
+    elif arrival == "shuffled":
+        order = rng.permutation(n)
+    else:
+        raise ValueError(f"arrival must be 'ordered' or 'shuffled', got {arrival!r}")
+    return group[order], ts[order], notional[order]
+
+
+def trades(n, arrival):
+    key = (n, arrival)
+    if key not in _DATA:
+        _DATA.clear()  # keep one data set in memory at a time
+        _DATA[key] = make_trades(n, 0, arrival)
+    return _DATA[key]
+
+
+def warm_kernels():
+    """Compile (or load from cache) every kernel outside the timings: a tiny
+    call with a time-ordered group and with an unsorted one."""
+    g = np.array([0, 0, 1, 1], np.int32)
+    t = np.array([1, 2, 5, 3], np.int64)
+    x = np.ones(4)
+    windows.rolling_window_sums(g, t, x, 2)
+    stats = windows.window_stats(g, t, x, 2)
+    windows.group_median_mad(stats.sums, stats.group_offsets)
+
+
+# --------------------------------------------------------------------------
+# the implementations, each a callable on the same arrays
+# --------------------------------------------------------------------------
+
+
+def surv_kernel_runner(g, t, x):
+    def run():
+        return windows.rolling_window_sums(g, t, x, WINDOW_NS)[0]
+
+    return run
+
+
+def polars_runner(g, t, x):
+    import polars as pl
+
+    df = pl.DataFrame({"group": g, "ts": pl.Series(t).cast(pl.Datetime("ns")), "notional": x})
+    expr = pl.col("notional").rolling_sum_by("ts", window_size="30m", closed="both").over("group")
+
+    def run():
+        return df.select(expr).to_series().to_numpy()
+
+    return run
+
+
+def duckdb_runner(g, t, x):
+    import duckdb
+    import pandas as pd
+
+    con = duckdb.connect()
+    con.register("trades", pd.DataFrame({"grp": g, "ts": t, "notional": x}))
+    query = (
+        "SELECT SUM(notional) OVER (PARTITION BY grp ORDER BY ts "
+        f"RANGE BETWEEN {WINDOW_NS} PRECEDING AND CURRENT ROW) AS s FROM trades"
+    )
+
+    def run():
+        return con.execute(query).fetchnumpy()["s"]
+
+    return run
+
+
+def pandas_runner(g, t, x):
+    import pandas as pd
+
+    df = pd.DataFrame({"grp": g, "ts": t.view("datetime64[ns]"), "notional": x})
+    # pandas needs the times monotonic inside each group
+    needs_sort = bool((np.diff(t) < 0).any())
+
+    def run():
+        frame = df.sort_values(["grp", "ts"], kind="stable") if needs_sort else df
+        rolled = frame.groupby("grp").rolling("30min", on="ts", closed="both")["notional"].sum()
+        # rows come back grouped, input order within a group: re-align
+        out = np.empty(len(frame))
+        out[frame.index.to_numpy()[np.argsort(frame["grp"].to_numpy(), kind="stable")]] = (
+            rolled.to_numpy()
+        )
+        return out
+
+    return run
+
+
+RUNNERS = {
+    "surv_kernel": surv_kernel_runner,
+    "polars": polars_runner,
+    "duckdb": duckdb_runner,
+    "pandas": pandas_runner,
+}
+
+
+# --------------------------------------------------------------------------
+# asv
+# --------------------------------------------------------------------------
+
+
+class _Base:
+    params = (SIZES, ARRIVALS)
+    param_names = ["n_trades", "arrival"]
+    timeout = 900
+    number = 1
+    repeat = (1, 5, 60.0)
+    runner = "surv_kernel"
+    max_n = 10**12
+
+    def setup(self, n, arrival):
+        if n > self.max_n:
+            raise NotImplementedError(f"{self.runner} skipped above {self.max_n} rows (too slow)")
+        try:
+            self.run = RUNNERS[self.runner](*trades(n, arrival))
+        except ImportError as exc:
+            raise NotImplementedError(f"{self.runner} not installed: {exc}") from None
+        warm_kernels()
+        self.run()  # warm caches / lazy initialisation outside the timing
+
+
+class RollingWindowSums(_Base):
+    runner = "surv_kernel"
+
+    def time_rolling_window_sums(self, n, arrival):
+        self.run()
+
+    def peakmem_rolling_window_sums(self, n, arrival):
+        self.run()
+
+
+class PolarsRollingSumBy(_Base):
+    runner = "polars"
+
+    def time_polars_rolling_sum_by_over(self, n, arrival):
+        self.run()
+
+    def peakmem_polars_rolling_sum_by_over(self, n, arrival):
+        self.run()
+
+
+class DuckDBWindowRange(_Base):
+    runner = "duckdb"
+    max_n = 1_000_000
+
+    def time_duckdb_sum_over_range(self, n, arrival):
+        self.run()
+
+
+class PandasGroupbyRolling(_Base):
+    runner = "pandas"
+    max_n = 1_000_000
+
+    def time_pandas_groupby_rolling(self, n, arrival):
+        self.run()
+
+
+class WindowStatsAndMedian:
+    """The model's path: window_stats (sorted order, bounds) + median/MAD."""
+
+    params = ([10_000_000], ["ordered"])
+    param_names = ["n_trades", "arrival"]
+    timeout = 900
+    number = 1
+    repeat = (1, 5, 60.0)
+
+    def setup(self, n, arrival):
+        self.g, self.t, self.x = trades(n, arrival)
+        warm_kernels()
+        self.stats = windows.window_stats(self.g, self.t, self.x, WINDOW_NS)
+
+    def time_window_stats(self, n, arrival):
+        windows.window_stats(self.g, self.t, self.x, WINDOW_NS)
+
+    def time_group_median_mad(self, n, arrival):
+        windows.group_median_mad(self.stats.sums, self.stats.group_offsets)
+
+
+# -- first-call latency in a fresh process: import + JIT (or cache load) -----
+
+_FIRST_CALL = """
+from surv_kernel.windows import rolling_window_sums, window_stats, group_median_mad
+rolling_window_sums(_g, _t, _x, 2)
+_s = window_stats(_g, _t, _x, 2)
+group_median_mad(_s.sums, _s.group_offsets)
+"""
+
+
+def _latency_setup(cache: str) -> str:
+    """Untimed setup of the fresh process: arrays (numpy import is not ours),
+    and a Numba cache directory that is either brand new (``cold``) or
+    primed by another fresh process (``warm``)."""
+    prime = ""
+    if cache == "warm":
+        prime = f"""
+        _subprocess.run(
+            [_sys.executable, "-c", "import numpy as np\\n_g = np.array([0, 0, 1, 1], np.int32)\\n"
+             "_t = np.array([1, 2, 5, 3], np.int64)\\n_x = np.ones(4)\\n" + {_FIRST_CALL!r}],
+            env=dict(_os.environ, NUMBA_CACHE_DIR=_dir), check=True,
+        )
+        """
+    return (
+        textwrap.dedent(
+            f"""
+        import os as _os, subprocess as _subprocess, sys as _sys, tempfile as _tempfile
+        _sys.path.insert(0, {SRC_DIR!r})
+        _os.environ["PYTHONPATH"] = {SRC_DIR!r} + _os.pathsep + _os.environ.get("PYTHONPATH", "")
+        import numpy as np
+        _g = np.array([0, 0, 1, 1], np.int32)
+        _t = np.array([1, 2, 5, 3], np.int64)
+        _x = np.ones(4)
+        _dir = _tempfile.mkdtemp(prefix="surv-numba-cache-")
+        """
+        )
+        + textwrap.dedent(prime)
+        + '\n_os.environ["NUMBA_CACHE_DIR"] = _dir\n'
+    )
+
+
+class FirstCallLatency:
+    """Fresh process: import surv_kernel.windows + first calls of the three
+    entry points. ``cold``: empty Numba cache (compiles every kernel);
+    ``warm``: cache written by an earlier process (loads machine code)."""
+
+    params = [["cold", "warm"]]
+    param_names = ["numba_cache"]
+    number = 1
+    repeat = (1, 3, 120.0)
+    timeout = 600
+
+    def timeraw_first_call(self, cache):
+        return _FIRST_CALL, _latency_setup(cache)
+
+
+# --------------------------------------------------------------------------
+# standalone: side-by-side ratios in one run
+# --------------------------------------------------------------------------
+
+
+def _time(fn) -> float:
+    import time
+
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _compare(n, arrival, peers, rounds) -> None:
+    import statistics
+
+    g, t, x = trades(n, arrival)
+    warm_kernels()
+    names = ["surv_kernel", *peers]
+    runs = {}
+    for name in names:
+        try:
+            runs[name] = RUNNERS[name](g, t, x)
+        except ImportError as exc:
+            print(f"  {name}: not installed ({exc})")
+    ours = runs["surv_kernel"]()
+    if "polars" in runs:
+        ref = runs["polars"]()
+        rel = np.max(np.abs(ours - ref) / np.maximum(np.abs(ref), 1e-300))
+        print(f"  check: max relative difference vs polars {rel:.1e}")
+    times = {name: [] for name in runs}
+    for _ in range(rounds):  # interleaved: background load hits every contender
+        for name, run in runs.items():
+            times[name].append(_time(run))
+    best_ours = min(times["surv_kernel"])
+    med_ours = statistics.median(times["surv_kernel"])
+    for name in runs:
+        best = min(times[name])
+        med = statistics.median(times[name])
+        ratio = (
+            ""
+            if name == "surv_kernel"
+            else (
+                f"  ratio {name}/surv_kernel: best {best / best_ours:5.2f}x, median {med / med_ours:5.2f}x"
+            )
+        )
+        print(f"  {name:12s} best {best:7.3f} s  median {med:7.3f} s{ratio}")
+
+
+def _latency(repeats) -> None:
+    import subprocess
+    import time
+
+    for cache in ("cold", "warm"):
+        code = (
+            _latency_setup(cache)
+            + textwrap.dedent(
+                """
+            import time as _time
+            _t0 = _time.perf_counter()
+            """
+            )
+            + _FIRST_CALL
+            + "\nprint(_time.perf_counter() - _t0)\n"
+        )
+        inner, outer = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            out = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            )
+            outer.append(time.perf_counter() - t0)
+            inner.append(float(out.stdout.strip().splitlines()[-1]))
+        print(
+            f"  {cache} Numba cache: import + first calls {min(inner):.3f} s best "
+            f"(of {repeats}; whole process incl. interpreter, numpy and setup {min(outer):.3f} s)"
+        )
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1e6,1e7", help="comma-separated row counts")
+    parser.add_argument("--arrivals", default="ordered,shuffled")
+    parser.add_argument("--peers", default="polars", help="polars,duckdb,pandas")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="surv_kernel threads")
+    parser.add_argument("--latency-repeats", type=int, default=3)
+    parser.add_argument("--latency-only", action="store_true")
+    parser.add_argument("--no-latency", action="store_true")
+    args = parser.parse_args(argv)
+    if args.threads:
+        windows.set_num_threads(args.threads)
+    print(f"surv_kernel threads: {windows.get_num_threads()}, cpus: {os.cpu_count()}")
+    if not args.latency_only:
+        peers = [p for p in args.peers.split(",") if p]
+        for size in args.sizes.split(","):
+            n = int(float(size))
+            for arrival in args.arrivals.split(","):
+                print(f"n={n:,} arrival={arrival} window=30m")
+                _compare(n, arrival, peers, args.rounds)
+    if not args.no_latency:
+        print("first-call latency (fresh process):")
+        _latency(args.latency_repeats)
+
+
+if __name__ == "__main__":
+    main()
