@@ -437,13 +437,15 @@ def test_threaded_results_identical(data):
 
 
 def test_group_sorted_per_chunk_but_not_across_chunks(many_threads):
-    # group 0 is ascending inside each of the 3 row chunks but restarts in
-    # each: only the cross-chunk check can see that it needs the time sort
-    t = np.array([5, 6, 7, 1, 2, 3, 4, 8, 9], np.int64)
-    g = np.zeros(9, np.int32)
-    x = np.arange(9, dtype=np.float64)
-    _check_order(g, t, x)
-    check_against_reference(g, t, x, 2)
+    # sawtooth times: with a period equal to the row-chunk length each chunk is
+    # ascending on its own and only the cross-chunk check can see that the
+    # group needs the time sort; try every period so one matches the chunking
+    for period in range(2, 13):
+        t = (np.arange(48) % period).astype(np.int64)
+        g = np.zeros(48, np.int32)
+        x = np.arange(48, dtype=np.float64)
+        _check_order(g, t, x)
+        check_against_reference(g, t, x, 2)
 
 
 def test_num_threads_validation():

@@ -162,47 +162,68 @@ def _insertion_sort(keys, lo, hi):
 
 
 @njit(cache=True, nogil=True)
-def _lsd_radix_sort(keys, tmp, lo, hi, bit_lo, bit_hi, hist):
-    """Stable LSD radix sort of ``keys[lo:hi]`` on bits ``[bit_lo, bit_hi)``,
-    8 bits per pass, skipping passes on which every key has the same digit;
-    ``tmp[lo:hi]`` is scratch, ``hist`` holds >= 256 entries."""
-    m = hi - lo
-    src = keys
-    dst = tmp
-    swapped = False
-    shift = bit_lo
-    while shift < bit_hi:
-        width = min(8, bit_hi - shift)
-        ush = np.uint64(shift)
-        mask = np.uint64((1 << width) - 1)
-        hist[:256] = 0
-        for j in range(lo, hi):
-            hist[(src[j] >> ush) & mask] += 1
-        trivial = False
-        for d in range(256):
-            if hist[d] != 0:
-                trivial = hist[d] == m
-                break
-        if not trivial:
-            total = lo
-            for d in range(256):
-                c = hist[d]
-                hist[d] = total
-                total += c
-            for j in range(lo, hi):
-                k = src[j]
-                d = (k >> ush) & mask
-                dst[hist[d]] = k
-                hist[d] += 1
-            src, dst = dst, src
-            swapped = not swapped
-        shift += width
-    if swapped:
-        keys[lo:hi] = tmp[lo:hi]
+def _radix_pass(src, dst, src_pos, dst_pos, lo, hi, shift, width, hist):
+    """One stable counting-sort pass of ``src[lo:hi]`` into ``dst`` on key
+    bits ``[shift, shift + width)``, moving ``src_pos`` into ``dst_pos`` too
+    when they are non-empty. Returns False, moving nothing, when every key has
+    the same digit (the pass would be the identity)."""
+    ush = np.uint64(shift)
+    mask = np.uint64((1 << width) - 1)
+    n_bins = 1 << width
+    for d in range(n_bins):
+        hist[d] = 0
+    for j in range(lo, hi):
+        hist[(src[j] >> ush) & mask] += 1
+    for d in range(n_bins):
+        if hist[d] != 0:
+            if hist[d] == hi - lo:
+                return False
+            break
+    total = lo
+    for d in range(n_bins):
+        c = hist[d]
+        hist[d] = total
+        total += c
+    with_pos = src_pos.shape[0] > 0
+    for j in range(lo, hi):
+        k = src[j]
+        d = (k >> ush) & mask
+        q = hist[d]
+        dst[q] = k
+        if with_pos:
+            dst_pos[q] = src_pos[j]
+        hist[d] = q + 1
+    return True
 
 
 @njit(cache=True, nogil=True)
-def _sort_segment(a, b, timestamps, values, order, rank, keys, keys2, tmp_f, tmp_i, hist, hist2):
+def _lsd_radix_sort(keys, tmp, pos, tmp_pos, lo, hi, bit_lo, bit_hi, hist):
+    """Stable LSD radix sort of ``keys[lo:hi]`` (uint64) on bits ``[bit_lo,
+    bit_hi)``, 8 bits per pass, passes on a constant digit skipped; ``pos``
+    (if non-empty) moves alongside. ``tmp``/``tmp_pos`` are scratch."""
+    in_tmp = False
+    shift = bit_lo
+    while shift < bit_hi:
+        width = min(8, bit_hi - shift)
+        if in_tmp:
+            moved = _radix_pass(tmp, keys, tmp_pos, pos, lo, hi, shift, width, hist)
+        else:
+            moved = _radix_pass(keys, tmp, pos, tmp_pos, lo, hi, shift, width, hist)
+        if moved:
+            in_tmp = not in_tmp
+        shift += width
+    if in_tmp:
+        with_pos = pos.shape[0] > 0
+        for j in range(lo, hi):
+            keys[j] = tmp[j]
+            if with_pos:
+                pos[j] = tmp_pos[j]
+
+
+@njit(cache=True, nogil=True)
+def _sort_segment(
+    a, b, timestamps, values, order, rank, keys, keys2, tmp_f, tmp_i, tmp_pos, tmp_pos2, hist, hist2
+):
     """Stable time sort, in place, of rows ``[a, b)`` and of their ``order``
     entries; ``rank`` (if non-empty) is updated to stay the inverse.
 
@@ -213,7 +234,10 @@ def _sort_segment(a, b, timestamps, values, order, rank, keys, keys2, tmp_f, tmp
     larger ones (clustered times) LSD radix sorted on the remaining time bits:
     O(m) expected, O(m * 64 / 8) worst case, no data-dependent recursion.
     Segments whose time span leaves no room for the position bits (spans of
-    centuries in ns) fall back to a stable mergesort argsort."""
+    centuries in ns) use an LSD radix sort of the 64-bit time offsets carrying
+    the positions alongside (stable, 8 passes at most).
+    (No numpy sort is used here or in the selection: numba compiles those
+    generically and they added seconds to the cold-cache first call.)"""
     m = b - a
     if m < 2:
         return
@@ -233,6 +257,7 @@ def _sort_segment(a, b, timestamps, values, order, rank, keys, keys2, tmp_f, tmp
         tmp_f[j] = values[a + j]
         tmp_i[j] = order[a + j]
     if pos_bits + time_bits <= 64:
+        no_pos = tmp_pos[:0]
         umin = np.uint64(t_min)
         sh = np.uint64(pos_bits)
         for j in range(m):
@@ -245,7 +270,8 @@ def _sort_segment(a, b, timestamps, values, order, rank, keys, keys2, tmp_f, tmp
             tshift = pos_bits + time_bits - top
             ut = np.uint64(tshift)
             n_bins = 1 << top
-            hist[:n_bins] = 0
+            for d in range(n_bins):
+                hist[d] = 0
             for j in range(m):
                 hist[keys[j] >> ut] += 1
             total = 0
@@ -264,7 +290,9 @@ def _sort_segment(a, b, timestamps, values, order, rank, keys, keys2, tmp_f, tmp
                 end = hist[d]
                 size = end - start
                 if size > 32:
-                    _lsd_radix_sort(keys2, keys, start, end, pos_bits, tshift, hist2)
+                    _lsd_radix_sort(
+                        keys2, keys, no_pos, no_pos, start, end, pos_bits, tshift, hist2
+                    )
                 elif size > 1:
                     _insertion_sort(keys2, start, end)
                 start = end
@@ -277,11 +305,14 @@ def _sort_segment(a, b, timestamps, values, order, rank, keys, keys2, tmp_f, tmp
             values[a + j] = tmp_f[q]
             order[a + j] = tmp_i[q]
     else:
-        perm = np.argsort(timestamps[a:b], kind="mergesort")
-        t_copy = timestamps[a:b].copy()
+        umin = np.uint64(t_min)
         for j in range(m):
-            q = perm[j]
-            timestamps[a + j] = t_copy[q]
+            keys[j] = np.uint64(timestamps[a + j]) - umin
+            tmp_pos[j] = j
+        _lsd_radix_sort(keys, keys2, tmp_pos, tmp_pos2, 0, m, 0, time_bits, hist2)
+        for j in range(m):
+            q = tmp_pos[j]
+            timestamps[a + j] = np.int64(keys[j] + umin)
             values[a + j] = tmp_f[q]
             order[a + j] = tmp_i[q]
     if rank.shape[0] > 0:
@@ -302,6 +333,9 @@ def sort_unsorted_segments(offsets, unsorted, g0, g1, timestamps, values, order,
     keys2 = np.empty(longest, dtype=np.uint64)
     tmp_f = np.empty(longest, dtype=values.dtype)
     tmp_i = np.empty(longest, dtype=order.dtype)
+    # only touched for segments spanning > 2**(64 - log2(m)) ns
+    tmp_pos = np.empty(longest, dtype=np.int64)
+    tmp_pos2 = np.empty(longest, dtype=np.int64)
     hist = np.empty(1 << 16, dtype=np.int64)
     hist2 = np.empty(256, dtype=np.int64)
     for g in range(g0, g1):
@@ -317,6 +351,8 @@ def sort_unsorted_segments(offsets, unsorted, g0, g1, timestamps, values, order,
                 keys2,
                 tmp_f,
                 tmp_i,
+                tmp_pos,
+                tmp_pos2,
                 hist,
                 hist2,
             )
@@ -430,13 +466,42 @@ def gather_by_rank(rank, lo, hi, sums_sorted, counts_sorted, sums_out):
 
 
 @njit(cache=True, nogil=True)
+def _heapsort(a, lo, hi):
+    """In-place heapsort of ``a[lo:hi+1]`` (the selection's O(m log m) guard)."""
+    n = hi - lo + 1
+    for start in range(n // 2 - 1, -1, -1):
+        _sift_down(a, lo, start, n)
+    for end in range(n - 1, 0, -1):
+        tmp = a[lo]
+        a[lo] = a[lo + end]
+        a[lo + end] = tmp
+        _sift_down(a, lo, 0, end)
+
+
+@njit(cache=True, nogil=True)
+def _sift_down(a, lo, root, n):
+    while True:
+        child = 2 * root + 1
+        if child >= n:
+            return
+        if child + 1 < n and a[lo + child + 1] > a[lo + child]:
+            child += 1
+        if a[lo + root] >= a[lo + child]:
+            return
+        tmp = a[lo + root]
+        a[lo + root] = a[lo + child]
+        a[lo + child] = tmp
+        root = child
+
+
+@njit(cache=True, nogil=True)
 def _select(a, lo, hi, k):
     """Rearrange ``a[lo:hi+1]`` so ``a[k]`` is its k-th smallest, with
     ``a[lo:k] <= a[k] <= a[k+1:hi+1]`` (quickselect, expected O(m)).
 
     Median-of-three Hoare partitioning copes with many equal values; a budget
     of ~2 log2(m) partition rounds bounds adversarial inputs (introselect):
-    when it runs out the remaining range is sorted, O(m log m) worst case.
+    when it runs out the remaining range is heapsorted, O(m log m) worst case.
     ``a`` must hold no NaN."""
     budget = 8
     m = hi - lo + 1
@@ -455,7 +520,7 @@ def _select(a, lo, hi, k):
                 a[j + 1] = v
             return
         if budget == 0:
-            a[lo : hi + 1] = np.sort(a[lo : hi + 1])
+            _heapsort(a, lo, hi)
             return
         budget -= 1
         mid = (lo + hi) >> 1
