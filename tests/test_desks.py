@@ -535,6 +535,15 @@ def day_feeds():
     return generate_day(3).feeds()
 
 
+@pytest.fixture(scope="module")
+def alerting_desk(day_feeds):
+    """The desk with the most alerts that day (tests below need some)."""
+    counts = {d: len(analyze_feed(d, f, registry=MetricsRegistry())) for d, f in day_feeds.items()}
+    desk = max(counts, key=counts.get)
+    assert counts[desk] > 0, f"the scenario day has no alerts at all: {counts}"
+    return desk
+
+
 @pytest.fixture
 def no_sleep(monkeypatch):
     """The shim cannot take a sleeper; fetch looks time.sleep up per call."""
@@ -543,8 +552,9 @@ def no_sleep(monkeypatch):
     return sleeps
 
 
-def test_analyze_feed_is_decode_then_detect_and_counts_everything(day_feeds, caplog):
-    desk, feed = max(day_feeds.items(), key=lambda kv: len(kv[1]))
+def test_analyze_feed_is_decode_then_detect_and_counts_everything(day_feeds, alerting_desk, caplog):
+    desk = alerting_desk
+    feed = day_feeds[desk]
     reg = MetricsRegistry()
     now = 2_000_000_000.0
     with caplog.at_level(logging.DEBUG, logger="surv_kernel"):
@@ -669,10 +679,10 @@ def test_legacy_process_all_desks_keeps_healthy_desks_when_one_is_dead(
     assert isinstance(err.failures[names[2]], FeedUnavailableError)
 
 
-def test_replay_window_delivers_exactly_the_missing_alerts(day_feeds, tmp_path):
+def test_replay_window_delivers_exactly_the_missing_alerts(day_feeds, alerting_desk, tmp_path):
     names = list(day_feeds)
     live = {d: analyze_feed(d, day_feeds[d], registry=MetricsRegistry()) for d in names}
-    dead = names[1]
+    dead = alerting_desk
     delivered = {a["alert_id"] for d in names if d != dead for a in live[d]}
     paths = {}
     for d in names:
@@ -689,8 +699,10 @@ def test_replay_window_delivers_exactly_the_missing_alerts(day_feeds, tmp_path):
     assert all(v == [] for v in again.new_alerts.values())
 
 
-def test_replay_of_a_feed_split_into_files_matches_the_whole_feed(day_feeds, tmp_path):
-    desk = "NY Equities"
+def test_replay_of_a_feed_split_into_files_matches_the_whole_feed(
+    day_feeds, alerting_desk, tmp_path
+):
+    desk = alerting_desk
     rows = json.loads(day_feeds[desk])
     half = len(rows) // 2
     first, second = tmp_path / "a.json", tmp_path / "b.json"
