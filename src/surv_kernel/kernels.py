@@ -50,6 +50,13 @@ window, nothing non-finite "sticks" after it leaves. Once a partial's high part
 is non-finite its low part is NaN (``inf - inf`` inside TwoSum), so the final
 combination returns the high part alone in that case. Finite values whose sum
 exceeds the float64 range give ``+-inf`` (``math.fsum`` would raise).
+
+Determinism: a window's result depends only on its rows in (time, input)
+order, never on how rows are split over threads, so results are bitwise
+identical for any thread count. Reordering rows that share a timestamp
+changes the summation order; the double-double partials make that invisible
+in practice (no bit changed shuffling 200k realistic rows, where a plain
+running sum changes ~4% of them), and within the bound above in theory.
 """
 
 from __future__ import annotations
@@ -448,16 +455,17 @@ def window_sums_sorted(offsets, g0, g1, ts, x, window_ns, sums, counts, first, l
 
 
 @njit(cache=True, nogil=True)
-def gather_by_rank(rank, lo, hi, sums_sorted, counts_sorted, sums_out):
+def gather_by_rank(rank, lo, hi, sums_sorted, counts_sorted, sums_out, counts_out):
     """Back to input order for rows ``[lo, hi)``: ``sums_out[i] =
-    sums_sorted[rank[i]]`` and, in
-    place, ``rank[i] = counts_sorted[rank[i]]`` (saves allocating an output).
+    sums_sorted[rank[i]]``, ``counts_out[i] = counts_sorted[rank[i]]``.
     Sequential writes; the reads follow the input's interleaving of groups,
-    which for time-ordered feeds is a few hundred sequential streams."""
+    which for time-ordered feeds is a few hundred sequential streams (writing
+    through ``order`` from the window kernel instead would touch a new cache
+    line per row: ~2.5x slower measured)."""
     for i in range(lo, hi):
         r = rank[i]
         sums_out[i] = sums_sorted[r]
-        rank[i] = counts_sorted[r]
+        counts_out[i] = counts_sorted[r]
 
 
 # --------------------------------------------------------------------------

@@ -16,7 +16,14 @@ Feeds arrive time-ordered, so usually no group needs the second step.
 Summation is compensated and never subtracts (see :mod:`surv_kernel.kernels`
 for the error bound and the NaN / infinity semantics): a window holding a NaN
 sums to NaN, ``+inf`` and ``-inf`` together give NaN, and a non-finite value
-affects only the windows that contain it.
+affects only the windows that contain it. Results match ``math.fsum`` over
+each window to ~1 ulp (tests: 1e-9 relative, plus 1e-15 * sum|x| absolute for
+windows that cancel to ~0).
+
+Threads: large inputs are split into row chunks and group blocks run by
+plain Python threads over ``nogil`` kernels (:func:`set_num_threads`,
+``SURV_KERNEL_NUM_THREADS``); results are bitwise identical for any number of
+threads.
 """
 
 from __future__ import annotations
@@ -317,7 +324,10 @@ def _arrange(codes, ts, x, n_groups, *, need_order, need_rank):
     kernels.combine_chunk_stats(counts, unsorted, first_t, max_t, offsets, cursors, group_unsorted)
     any_unsorted = bool(group_unsorted.any())
     order = np.empty(n, dtype=np.int64) if (need_order or any_unsorted) else _EMPTY_I64
-    rank = np.empty(n, dtype=np.int64) if need_rank else _EMPTY_I64
+    # rank is int32 whenever it fits: less to write in the scatter and to read
+    # in the gather (int64 only past 2**31 rows, a second compiled signature)
+    rank_dtype = np.int32 if n <= np.iinfo(np.int32).max else np.int64
+    rank = np.empty(n if need_rank else 0, dtype=rank_dtype)
     ts_s = np.empty(n, dtype=dtypes.TIMESTAMP)
     x_s = np.empty(n, dtype=dtypes.NOTIONAL)
     _run(
@@ -397,12 +407,14 @@ def rolling_window_sums(group_codes, timestamps_ns, notional, window_ns):
             for g0, g1 in blocks
         ],
     )
-    # x_s is free now: it receives the input-order sums; rank becomes counts
+    # x_s and ts_s (int64, like counts) are free now: reuse them as the
+    # outputs instead of touching fresh memory
+    counts = ts_s.view(dtypes.COUNT)
     _run(
         kernels.gather_by_rank,
-        [(rank, lo, hi, sums_s, counts_s, x_s) for lo, hi in _row_chunks(n, _n_parts(n))],
+        [(rank, lo, hi, sums_s, counts_s, x_s, counts) for lo, hi in _row_chunks(n, _n_parts(n))],
     )
-    return x_s, rank
+    return x_s, counts
 
 
 def group_median_mad(values, group_offsets):
