@@ -138,7 +138,7 @@ def naive_detect(rows, cfg: DetectionConfig, baselines: Baselines | None = None)
 
         def own(key):
             i = info[key]
-            return i["median"], i["mad"], i["n"]
+            return i["median"], i["mad"], i["n"], i["m_t"]
 
     else:
         class_peers = {
@@ -152,7 +152,7 @@ def naive_detect(rows, cfg: DetectionConfig, baselines: Baselines | None = None)
 
         def own(key):
             s = baselines.groups.get(key[0], {}).get(key[1])
-            return (s.median, s.mad, s.n) if s else (math.nan, math.nan, 0)
+            return (s.median, s.mad, s.n, s.time_median) if s else (math.nan, math.nan, 0, None)
 
     def peer(ac, desk):
         for stat_, name in (
@@ -173,7 +173,7 @@ def naive_detect(rows, cfg: DetectionConfig, baselines: Baselines | None = None)
         for k, (_, _, s) in enumerate(win):
             if not s > floor:
                 continue
-            med, mad, n = own(key)
+            med, mad, n, m_t = own(key)
             src = "own"
             if not (n >= cfg.min_windows and math.isfinite(med)):
                 med, mad, n, src = peer(ac, members[k][2][3])
@@ -181,7 +181,7 @@ def naive_detect(rows, cfg: DetectionConfig, baselines: Baselines | None = None)
             if src == "own" and n < cfg.stable_windows:
                 rel = class_peers.get(ac, (0, 0, 0, None))[3]
                 if rel is not None:
-                    sigma = rel * med
+                    sigma = rel * m_t  # the class's relative sigma x own time median
             scale = max(sigma, cfg.scale_rel * med, cfg.scale_abs_usd)
             if src == "floor-only":
                 z = ratio = math.nan

@@ -40,8 +40,8 @@ Baseline
     desk is the trade's desk, else the same asset class on any desk (each
     level needs ``min_peer_groups`` groups with ``min_windows`` samples). A group
     with fewer than ``stable_windows`` samples keeps its own median but takes
-    sigma from its asset class's typical relative dispersion (three samples
-    give almost any MAD). With no usable baseline at all the floor alone
+    sigma = (its asset class's typical MAD / time median) x its own time
+    median: three samples give almost any MAD. With no usable baseline at all the floor alone
     decides (source ``"floor-only"``): the model never goes quieter than the
     static rule for lack of data. Alerts name the baseline they used
     (``explanation.baseline_source``, ``explanation.scale_source``).
@@ -101,11 +101,15 @@ __all__ = [
 
 POLICIES = ("robust", "static")
 
-# baseline source codes (per row) and their names in explanations
-OWN, PEER_DESK, PEER_CLASS, FLOOR_ONLY = 0, 1, 2, 3
+# baseline source codes (per row, defined with the kernel) and their names
+OWN, PEER_DESK, PEER_CLASS, FLOOR_ONLY = (
+    model_kernels.OWN,
+    model_kernels.PEER_DESK,
+    model_kernels.PEER_CLASS,
+    model_kernels.FLOOR_ONLY,
+)
 SOURCE_NAMES = ("own", "peer:desk", "peer:asset_class", "floor-only")
 # where the z scale came from (per row)
-SCALE_MAD, SCALE_CLASS, SCALE_REL, SCALE_ABS = 0, 1, 2, 3
 SCALE_NAMES = ("MAD", "class dispersion", "relative floor", "absolute floor")
 
 
@@ -187,13 +191,20 @@ class DetectionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
 class BaselineStat(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Median and raw (unscaled) MAD of window sums in USD; ``n`` is the number
-    of windows (own baseline) or of peer groups (peer baseline)."""
+    of baseline samples (own baseline) or of peer groups (peer baseline).
+
+    Own baselines: ``median`` is the trimmed activity-weighted median and
+    ``time_median`` the median of the thinned samples (see
+    :func:`baseline_stats`). Peer baselines: ``median`` is a quantile of the
+    members' time medians, and ``rel_scale`` the median over the members with
+    ``>= stable_windows`` samples of ``MAD * 1.4826 / time_median``, the
+    typical relative dispersion (None: no such member).
+    """
 
     median: float
     mad: float
     n: int
-    # peers only: median over the member groups with >= stable_windows samples
-    # of MAD * 1.4826 / median, the typical relative dispersion (None: no such member)
+    time_median: float | None = None
     rel_scale: float | None = None
 
 
@@ -257,7 +268,8 @@ class _CodeBaselines(NamedTuple):
 
     median: np.ndarray  # float64[n_groups], NaN when unknown
     mad: np.ndarray
-    n: np.ndarray  # int64[n_groups]: windows behind the own baseline
+    n: np.ndarray  # int64[n_groups]: samples behind the own baseline
+    time_median: np.ndarray  # float64[n_groups]: median of the thinned samples
     peer_median: np.ndarray  # float64[n_ac, n_desk]: effective peer baseline
     peer_mad: np.ndarray
     peer_n: np.ndarray  # int64[n_ac, n_desk]
@@ -294,12 +306,8 @@ def _peer_stats(
 ) -> BaselineStat:
     st = members[stable[members] & (median[members] > 0)]
     rel = float(np.median(mad[st] * MAD_TO_SIGMA / median[st])) if len(st) else None
-    return BaselineStat(
-        float(np.quantile(median[members], q)),
-        float(np.quantile(mad[members], q)),
-        int(len(members)),
-        rel,
-    )
+    med = float(np.quantile(median[members], q))
+    return BaselineStat(med, float(np.quantile(mad[members], q)), int(len(members)), med, rel)
 
 
 def _peer_tables(
@@ -451,7 +459,7 @@ def calibrate(history: TradeBatch, config: DetectionConfig | None = None) -> Bas
     for g in np.flatnonzero(n_win > 0):
         trader, ac = d.trader[g // n_ac], d.asset_class[g % n_ac]
         groups.setdefault(trader, {})[ac] = BaselineStat(
-            float(median[g]), float(mad[g]), int(n_win[g])
+            float(median[g]), float(mad[g]), int(n_win[g]), float(m_t[g])
         )
         gdesk.setdefault(trader, {})[ac] = desk_names[group_desk[g]]
     desk_peers: dict[str, dict[str, BaselineStat]] = {}
@@ -497,7 +505,7 @@ def _baselines_from_batch(
             cfg.peer_quantile,
         )
     peers = _effective_peers(desk_p, class_p, n_ac, n_desk, cfg.min_peer_groups)
-    return _CodeBaselines(median, mad, n_win, *peers)
+    return _CodeBaselines(median, mad, n_win, m_t, *peers)
 
 
 def _baselines_from_given(
@@ -507,6 +515,7 @@ def _baselines_from_given(
     median = np.full(n_groups, np.nan)
     mad = np.full(n_groups, np.nan)
     n = np.zeros(n_groups, np.int64)
+    m_t = np.full(n_groups, np.nan)
     ac_names = d.asset_class.values
     for t, trader in enumerate(d.trader.values):
         books = baselines.groups.get(trader)
@@ -517,6 +526,7 @@ def _baselines_from_given(
             if stat is not None:
                 g = t * n_ac + a
                 median[g], mad[g], n[g] = stat.median, stat.mad, stat.n
+                m_t[g] = stat.median if stat.time_median is None else stat.time_median
     desk_names = d.desk.values
     n_desk = max(len(desk_names), 1)
     desk_p = {}
@@ -529,7 +539,7 @@ def _baselines_from_given(
         a: baselines.class_peers[ac] for a, ac in enumerate(ac_names) if ac in baselines.class_peers
     }
     peers = _effective_peers(desk_p, class_p, n_ac, n_desk, cfg.min_peer_groups)
-    return _CodeBaselines(median, mad, n, *peers)
+    return _CodeBaselines(median, mad, n, m_t, *peers)
 
 
 # -- alerts -----------------------------------------------------------------------------
@@ -789,49 +799,51 @@ def _score_rows(
     Fg: np.ndarray,
     n_ac: int,
 ) -> _Rows:
-    """Baseline, z, ratio and the breach decision of each floor-passing window.
+    """Baseline, z, ratio and the breach decision of each floor-passing window
+    (:func:`surv_kernel.model_kernels.score_windows`: one jitted pass).
     Everything here is per row: a window's verdict depends on its own sum,
     its group's baseline and (cold groups) its own desk."""
     m = len(F)
     in_rows = ws.order[F]
     s = ws.sums[F]
     ts = batch.timestamp_ns[in_rows]
-    med = base.median[Fg]
-    mad = base.mad[Fg]
-    bn = base.n[Fg]
-    src = np.zeros(m, np.int8)
-    peer_desk = np.full(m, -1, np.int64)
-    cold = ~((bn >= cfg.min_windows) & np.isfinite(med))
-    if cold.any():
-        ac_c = Fg[cold] % n_ac
-        dk_c = batch.desk[in_rows[cold]]
-        med[cold] = base.peer_median[ac_c, dk_c]
-        mad[cold] = base.peer_mad[ac_c, dk_c]
-        bn[cold] = base.peer_n[ac_c, dk_c]
-        src[cold] = base.peer_source[ac_c, dk_c]
-        peer_desk[cold] = np.where(src[cold] == PEER_DESK, dk_c, -1)
-    sigma = mad * MAD_TO_SIGMA
-    scale_src = np.full(m, SCALE_MAD, np.int8)
-    # an own MAD from fewer than stable_windows samples is noise: use the
-    # asset class's typical relative dispersion instead (when known)
-    small = (src == OWN) & (bn < cfg.stable_windows)
-    if small.any():
-        rel = base.class_rel_scale[Fg[small] % n_ac]
-        known = np.isfinite(rel)
-        sigma[small] = np.where(known, rel * med[small], sigma[small])
-        scale_src[np.flatnonzero(small)[known]] = SCALE_CLASS
-    rel_floor = cfg.scale_rel * med
-    scale_src[rel_floor > sigma] = SCALE_REL
-    scale = np.maximum(sigma, rel_floor)
-    scale_src[cfg.scale_abs_usd > scale] = SCALE_ABS
-    scale = np.maximum(scale, cfg.scale_abs_usd)
-    z = (s - med) / scale
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(med > 0, s / np.where(med > 0, med, 1.0), np.inf)
-    floor_only = src == FLOOR_ONLY
-    z[floor_only] = np.nan
-    ratio[floor_only] = np.nan
-    breach = ((z >= cfg.z_level) & (ratio >= cfg.ratio_level)) | floor_only
+    med, mad, scale, z, ratio = (np.empty(m) for _ in range(5))
+    bn, peer_desk = np.empty(m, np.int64), np.empty(m, np.int64)
+    src, scale_src = np.empty(m, np.int8), np.empty(m, np.int8)
+    breach = np.empty(m, np.bool_)
+    model_kernels.score_windows(
+        s,
+        Fg,
+        in_rows,
+        batch.desk,
+        base.median,
+        base.mad,
+        base.n,
+        base.time_median,
+        base.peer_median,
+        base.peer_mad,
+        base.peer_n,
+        base.peer_source,
+        base.class_rel_scale,
+        n_ac,
+        cfg.min_windows,
+        cfg.stable_windows,
+        MAD_TO_SIGMA,
+        cfg.scale_rel,
+        cfg.scale_abs_usd,
+        cfg.z_level,
+        cfg.ratio_level,
+        med,
+        mad,
+        bn,
+        src,
+        peer_desk,
+        scale,
+        scale_src,
+        z,
+        ratio,
+        breach,
+    )
     return _Rows(F, Fg, s, ts, med, mad, bn, src, peer_desk, scale, scale_src, z, ratio, breach)
 
 
@@ -965,6 +977,7 @@ def _build(
         r.ratio[peak].tolist(),
         n_windows.tolist(),
         peak.tolist(),
+        ws.counts[r.F[peak]].tolist(),
         strict=True,
     )
     out = []
@@ -988,42 +1001,45 @@ def _build(
         ratio,
         nw,
         i,
+        ntr,
     ) in cols:
         floor_only = src == FLOOR_ONLY
+        # positional construction: ~3x cheaper than keywords, and a busy day
+        # has tens of thousands of suppressed episodes (order: the fields)
         expl = Explanation(
-            window_sum_usd=s,
-            floor_usd=floor,
-            asset_class_floor_usd=acf,
-            threshold_multiplier=cfg.threshold_multiplier,
-            baseline_source=SOURCE_NAMES[src],
-            baseline_desk=desks[dk] if dk >= 0 else "",
-            baseline_median_usd=med,
-            baseline_mad_usd=mad,
-            baseline_n=bn,
-            scale_usd=math.nan if floor_only else sc,
-            scale_source="" if floor_only else SCALE_NAMES[ssrc],
-            z=z,
-            ratio=ratio,
-            z_level=cfg.z_level,
-            ratio_level=cfg.ratio_level,
-            n_windows=nw,
+            s,  # window_sum_usd
+            floor,  # floor_usd
+            acf,  # asset_class_floor_usd
+            cfg.threshold_multiplier,
+            SOURCE_NAMES[src],  # baseline_source
+            desks[dk] if dk >= 0 else "",  # baseline_desk
+            med,  # baseline_median_usd
+            mad,  # baseline_mad_usd
+            bn,  # baseline_n
+            math.nan if floor_only else sc,  # scale_usd
+            "" if floor_only else SCALE_NAMES[ssrc],  # scale_source
+            z,
+            ratio,
+            cfg.z_level,
+            cfg.ratio_level,
+            nw,  # n_windows
         )
-        k = int(r.F[i])
         if not as_alerts:
             out.append(
                 SuppressedEpisode(
-                    trader_id=trader,
-                    asset_class=ac,
-                    start_ns=start,
-                    end_ns=end,
-                    peak_ns=pk_ns,
-                    peak_window_sum_usd=s,
-                    n_trades=int(ws.counts[k]),
-                    reason="within baseline: " + _verdict(z, ratio, cfg.z_level, cfg.ratio_level),
-                    explanation=expl,
+                    trader,  # trader_id
+                    ac,  # asset_class
+                    start,  # start_ns
+                    end,  # end_ns
+                    pk_ns,  # peak_ns
+                    s,  # peak_window_sum_usd
+                    ntr,  # n_trades
+                    "within baseline: " + _verdict(z, ratio, cfg.z_level, cfg.ratio_level),
+                    expl,
                 )
             )
             continue
+        k = int(r.F[i])
         # the peak window's trades in (timestamp, trade id) order: input
         # order of equal timestamps must not leak into the output
         in_rows = ws.order[ws.first[k] : ws.last[k] + 1]

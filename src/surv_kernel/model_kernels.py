@@ -90,3 +90,111 @@ def group_desk_counts(codes, desk, out):
     building an n-long combined key for ``np.bincount``."""
     for i in range(codes.shape[0]):
         out[codes[i], desk[i]] += 1
+
+
+# baseline sources and scale sources (model.SOURCE_NAMES / model.SCALE_NAMES)
+OWN, PEER_DESK, PEER_CLASS, FLOOR_ONLY = 0, 1, 2, 3
+SCALE_MAD, SCALE_CLASS, SCALE_REL, SCALE_ABS = 0, 1, 2, 3
+
+
+@njit(cache=True, nogil=True)
+def score_windows(
+    sums,
+    groups,
+    in_rows,
+    desk,
+    g_median,
+    g_mad,
+    g_n,
+    g_time_median,
+    p_median,
+    p_mad,
+    p_n,
+    p_source,
+    class_rel,
+    n_ac,
+    min_windows,
+    stable_windows,
+    mad_to_sigma,
+    scale_rel,
+    scale_abs,
+    z_level,
+    ratio_level,
+    med_out,
+    mad_out,
+    n_out,
+    src_out,
+    peer_desk_out,
+    scale_out,
+    scale_src_out,
+    z_out,
+    ratio_out,
+    breach_out,
+):
+    """The breach test of each floor-passing window ``i`` (sum ``sums[i]``,
+    group ``groups[i]``, input row ``in_rows[i]``): which baseline, which
+    scale, z, ratio, breach. One pass; everything a window's verdict uses is
+    its own sum, its group's baseline and (cold groups) its own desk.
+
+    - own baseline when the group has ``>= min_windows`` samples and a finite
+      median, else the effective peer baseline of (asset class, the row's
+      desk), whose source may be ``FLOOR_ONLY`` (no baseline: breach = True,
+      z and ratio NaN);
+    - sigma = MAD * 1.4826, or for an own baseline with fewer than
+      ``stable_windows`` samples the asset class's typical relative sigma
+      (sigma / time median of the thinned samples) times the group's own
+      time median (when known: NaN means unknown);
+    - scale = max(sigma, scale_rel * median, scale_abs) (NaN stays NaN as
+      with np.maximum; only floor-only rows have a NaN median);
+    - ratio = sum / median, +inf for a median <= 0.
+    """
+    for i in range(sums.shape[0]):
+        g = groups[i]
+        med = g_median[g]
+        mad = g_mad[g]
+        n = g_n[g]
+        src = OWN
+        pd = -1
+        if not (n >= min_windows and np.isfinite(med)):
+            a = g % n_ac
+            k = desk[in_rows[i]]
+            med = p_median[a, k]
+            mad = p_mad[a, k]
+            n = p_n[a, k]
+            src = p_source[a, k]
+            if src == PEER_DESK:
+                pd = k
+        sigma = mad * mad_to_sigma
+        ssrc = SCALE_MAD
+        if src == OWN and n < stable_windows:
+            rel = class_rel[g % n_ac]
+            if np.isfinite(rel):
+                sigma = rel * g_time_median[g]
+                ssrc = SCALE_CLASS
+        rf = scale_rel * med
+        if rf > sigma:
+            ssrc = SCALE_REL
+        scale = np.nan if (np.isnan(sigma) or np.isnan(rf)) else max(sigma, rf)
+        if scale_abs > scale:
+            ssrc = SCALE_ABS
+        if not np.isnan(scale):
+            scale = max(scale, scale_abs)
+        s = sums[i]
+        if src == FLOOR_ONLY:
+            z = np.nan
+            ratio = np.nan
+            breach = True
+        else:
+            z = (s - med) / scale
+            ratio = s / med if med > 0 else np.inf
+            breach = z >= z_level and ratio >= ratio_level
+        med_out[i] = med
+        mad_out[i] = mad
+        n_out[i] = n
+        src_out[i] = src
+        peer_desk_out[i] = pd
+        scale_out[i] = scale
+        scale_src_out[i] = ssrc
+        z_out[i] = z
+        ratio_out[i] = ratio
+        breach_out[i] = breach
