@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import multiprocessing
 import os
 import sys
@@ -288,20 +289,31 @@ def main() -> int:
     feeds = {d: make_feed(d, n_big) for d in DESKS}
     _warm(feeds)
     api = make_api_call(feeds)
-    singles = {}
-    for d in DESKS:
-        singles[d], _ = _timed(ours, [d], api)
-    reg = MetricsRegistry()
-    six, result = _timed(ours, DESKS, api, registry=reg)
+    repeat = int(os.environ.get("DESKS_BENCH_REPEAT", 3))
+    # best of `repeat` for every figure, interleaved so load drifts hit both sides
+    singles = dict.fromkeys(DESKS, math.inf)
+    six = math.inf
+    cpu = 0.0
+    for _ in range(repeat):
+        for d in DESKS:
+            singles[d] = min(singles[d], _timed(ours, [d], api)[0])
+        reg = MetricsRegistry()
+        c0 = time.process_time()
+        t, result = _timed(ours, DESKS, api, registry=reg)
+        if t < six:
+            six, cpu = t, time.process_time() - c0
     slowest = max(singles.values())
     for d, s in singles.items():
         print(f"  single desk {d:10s} {s:6.3f} s", flush=True)
     print(f"  six desks together   {six:6.3f} s  alerts {[len(r) for r in result]}")
     print(f"  ratio six / slowest single = {six / slowest:.2f}  (target <= 1.5)")
-    for d in DESKS[:1]:
-        dec = reg.value("surv_decode_seconds", desk=d)["sum"]
-        det = reg.value("surv_detect_seconds", desk=d)["sum"]
-        print(f"  (in the six-desk run, desk {d}: decode {dec:.3f} s, detect {det:.3f} s)")
+    print(
+        f"  six-desk run used {cpu:.3f} s of CPU in {six:.3f} s of wall "
+        f"({cpu / max(six - LATENCY_S, 1e-9):.2f} cores busy after the feeds arrived)"
+    )
+    dec = sum(v["sum"] for _, v in reg.series("surv_decode_seconds"))
+    det = sum(v["sum"] for _, v in reg.series("surv_detect_seconds"))
+    print(f"  (last six-desk run, summed over desks: decode {dec:.3f} s, detect {det:.3f} s)")
 
     print(f"\n== threads vs processes, decode+detect only, six x {n_big} ==", flush=True)
     for kind in ("thread", "process"):
