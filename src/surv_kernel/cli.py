@@ -58,6 +58,7 @@ Exit status (also in ``surv-kernel --help``):
       not baselines or was made with another window, a history without
       usable trades
 130   interrupted (Ctrl-C)
+141   stdout was closed early (e.g. ``| head``): the output is incomplete
 ====  =====================================================================
 
 Every error is one line on stderr, ``surv-kernel: error: ...``, saying what
@@ -90,6 +91,7 @@ EXIT_NO_INPUT = 3
 EXIT_FEED_FAILED = 4
 EXIT_BAD_DATA = 5
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success",
@@ -101,12 +103,13 @@ EXIT_CODES: dict[int, str] = {
     "alerts were still written and the failed desks are named",
     EXIT_BAD_DATA: "a baselines or history file is unusable",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+    EXIT_BROKEN_PIPE: "stdout was closed early (e.g. '| head'): the output is incomplete",
 }
 
 #: File suffixes taken from a directory of desk feeds.
 FEED_SUFFIXES = (".json", ".ndjson", ".jsonl")
 
-DEFAULT_CHUNK_SIZE = 100_000
+DEFAULT_CHUNK_BYTES = 8 << 20  # = surv_kernel.ingest.DEFAULT_CHUNK_BYTES
 DEFAULT_MAX_CHARTS = 50
 
 log = logging.getLogger(__name__)
@@ -161,30 +164,48 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _seed_list(text: str) -> list[int]:
-    """``3`` or ``0-4`` or ``1,5,9``."""
-    out: list[int] = []
+def _byte_size(text: str) -> int:
+    """``65536``, ``64k``, ``8M``, ``1G`` (binary multiples)."""
+    t = text.strip().lower().removesuffix("b").removesuffix("i")
+    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(t[-1:], 1)
+    digits = t[:-1] if scale > 1 else t
     try:
-        for part in text.split(","):
-            part = part.strip()
-            if "-" in part[1:]:
-                lo, hi = part.split("-", 1) if not part.startswith("-") else (part, "")
-                a, b = int(lo), int(hi)
-                if b < a:
-                    raise ValueError
-                out.extend(range(a, b + 1))
-            else:
-                out.append(int(part))
+        value = int(float(digits) * scale)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected seeds like 0-4 or 1,5,9, got {text!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"expected a size like 512k or 8M, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 byte, got {text!r}")
+    return value
+
+
+def _seed_list(text: str) -> list[int]:
+    """``3`` or ``0-4`` or ``1,5,9`` (seeds are >= 0)."""
+    out: list[int] = []
+    for part in text.split(","):
+        lo, sep, hi = part.strip().partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()) or (sep and int(hi) < int(lo)):
+            raise argparse.ArgumentTypeError(f"expected seeds >= 0 like 0-4 or 1,5,9, got {text!r}")
+        out.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
     return out
 
 
 def _exit_code_epilog() -> str:
-    rows = "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
+    import textwrap
+
+    rows = "\n".join(
+        textwrap.fill(f"  {code:>3}  {text}", width=79, subsequent_indent=" " * 7)
+        for code, text in EXIT_CODES.items()
+    )
     return f"exit status:\n{rows}"
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Wraps descriptions as usual but keeps the exit-status table as laid out."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("exit status:"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -236,10 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = pool.add_argument_group("reading feeds")
     p.add_argument(
         "--chunk-size",
-        type=_positive_int,
-        default=DEFAULT_CHUNK_SIZE,
-        metavar="N",
-        help=f"records decoded per chunk; memory per desk follows it (default {DEFAULT_CHUNK_SIZE:,})",
+        type=_byte_size,
+        default=DEFAULT_CHUNK_BYTES,
+        metavar="BYTES",
+        help="bytes of feed read and decoded at a time, e.g. 512k, 8M (default 8M); memory "
+        "per desk in flight follows it",
     )
     p.add_argument(
         "--workers",
@@ -260,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Trade surveillance: desk feeds in, explained alerts out.",
         epilog=_exit_code_epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     from . import __version__
 
@@ -276,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
         "them, print the summary with precision/recall against the injected abuse, and write "
         "alerts, quarantine and report.html into --out.",
         epilog=_exit_code_epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     demo.add_argument("--out", default="out", metavar="DIR", help="output directory (default out)")
     demo.add_argument("--seed", type=_nonnegative_int, default=0, help="scenario seed (default 0)")
@@ -315,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
         "lines (or DIR/alerts.jsonl with --out), quarantined records to their own file, the "
         "summary to stderr.",
         epilog=_exit_code_epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     run.add_argument("feeds", nargs="+", metavar="FEED", help="feed file or directory of feeds")
     run.add_argument(
@@ -358,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compute per-(trader, asset class) and peer baselines from history feeds "
         "(one or more past days; files or directories) and save them (.json or .msgpack).",
         epilog=_exit_code_epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     cal.add_argument("history", nargs="+", metavar="HISTORY", help="history feed file or directory")
     cal.add_argument(
@@ -374,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and the model against the injected abuse: precision, recall, alerts per detected "
         "episode.",
         epilog=_exit_code_epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     ev.add_argument(
         "--seeds",
@@ -429,10 +451,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # the reader of stdout went away (e.g. `| head`); nothing left to say
+        # the reader of stdout went away (e.g. `| head`): the output is
+        # incomplete; point stdout at /dev/null so the interpreter's final
+        # flush does not fail a second time
         with contextlib.suppress(OSError):
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stops the flush at exit failing
-        return EXIT_OK
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as exc:
         if debug:
             import traceback
@@ -518,12 +543,15 @@ class FeedSource:
     size: int
 
 
-def resolve_feeds(paths: Sequence[str], what: str = "feed") -> list[FeedSource]:
+def resolve_feeds(
+    paths: Sequence[str], what: str = "feed", *, unique_desks: bool = True
+) -> list[FeedSource]:
     """Files as given, directories expanded to their feed files (sorted by name).
 
     Raises :class:`CliError` (exit 3) for a missing path, a directory without
     feed files or an unreadable file, and (exit 2) for two feeds with the
-    same desk name.
+    same desk name when ``unique_desks`` (a run reads one feed per desk; a
+    history may hold several days of each desk).
     """
     out: list[FeedSource] = []
     for raw in paths:
@@ -546,7 +574,7 @@ def resolve_feeds(paths: Sequence[str], what: str = "feed") -> list[FeedSource]:
                 raise CliError(EXIT_NO_INPUT, f"cannot read {what} file {f}: permission denied")
             out.append(FeedSource(f.stem, f, f.stat().st_size))
     seen: dict[str, Path] = {}
-    for src in out:
+    for src in out if unique_desks else ():
         if src.desk in seen:
             raise CliError(
                 EXIT_USAGE,
@@ -613,6 +641,12 @@ class Progress:
         self.stream.flush()
         self.drawn = True
 
+    def reset(self) -> None:
+        with self.lock:
+            self.pos.clear()
+            self.trades = 0
+            self.desks_done = 0
+
     def close(self) -> None:
         if self.drawn:
             with self.lock:
@@ -625,56 +659,48 @@ class DeskRead:
     """What reading one desk feed produced."""
 
     source: FeedSource
-    batch: Any  # TradeBatch with the desk's own Dictionaries
-    quarantine: list[Any]  # QuarantineRecord
+    batch: Any  # TradeBatch (None once merged into the run's batch)
+    quarantine: Any  # surv_kernel.ingest.Quarantine: kept records + exact counts
     seconds: float
 
 
-def read_desk(source: FeedSource, *, chunk_size: int, progress: Progress | None = None) -> DeskRead:
-    """Stream one desk feed into columns with ``iter_feed``.
+def read_desk(
+    source: FeedSource,
+    *,
+    chunk_size: int,
+    dictionaries: Any,
+    progress: Progress | None = None,
+) -> DeskRead:
+    """Stream one desk feed into columns with ``iter_feed`` (``chunk_size``
+    bytes at a time).
 
-    The desk has its own :class:`~surv_kernel.batch.Dictionaries` (desks are
-    read on several threads and a Dictionary is not thread-safe); the
-    batches are re-coded into the run's dictionaries by :func:`merge_desks`.
     A desk is all or nothing: if its feed fails half way, nothing of it is
     analysed (a partly read desk would pass for a quiet afternoon).
     """
-    from .batch import Dictionaries, TradeBatch
-    from .ingest import iter_feed
-    from .observability import metrics
+    from .batch import TradeBatch
+    from .ingest import Quarantine, iter_feed
 
     desk = source.desk
-    dictionaries = Dictionaries()
     batches = []
-    quarantine: list[Any] = []
+    quarantine = Quarantine()
     t0 = time.perf_counter()
     with open(source.path, "rb") as f:
-        for batch, q in iter_feed(f, chunk_size=chunk_size, desk=desk, dictionaries=dictionaries):
+        for batch, q in iter_feed(f, chunk_size, desk=desk, dictionaries=dictionaries):
             if len(batch):
                 batches.append(batch)
             quarantine.extend(q)
             if progress is not None:
                 progress.update(desk, f.tell(), len(batch))
     merged = TradeBatch.concat(batches) if batches else TradeBatch.empty(dictionaries)
-    seconds = time.perf_counter() - t0
-    metrics.histogram("surv_decode_seconds", desk=desk).observe(seconds)
-    metrics.counter("surv_trades_decoded_total", desk=desk).inc(len(merged))
-    for reason, count in Counter(_reason(r) for r in quarantine).items():
-        metrics.counter("surv_records_quarantined_total", desk=desk, reason=reason).inc(count)
     if progress is not None:
         progress.update(desk, source.size, 0, done=True)
-    return DeskRead(source, merged, quarantine, seconds)
-
-
-def _reason(record: Any) -> str:
-    """A quarantine record's reason category (the text before any detail)."""
-    return str(getattr(record, "reason", record)).split(":", 1)[0]
+    return DeskRead(source, merged, quarantine, time.perf_counter() - t0)
 
 
 def merge_desks(reads: Sequence[DeskRead]) -> Any:
-    """One TradeBatch of the run: every desk's rows re-coded into one shared
-    :class:`~surv_kernel.batch.Dictionaries`, desks in the order given (so the
-    codes, and everything downstream, do not depend on thread timing)."""
+    """One TradeBatch from desk batches that have *different* Dictionaries
+    (history files read independently): every row re-coded into one shared
+    :class:`~surv_kernel.batch.Dictionaries`, in the order given."""
     import numpy as np
 
     from . import dtypes
@@ -715,12 +741,21 @@ class DeskFailure:
     error: BaseException
 
     def line(self) -> str:
+        head = f"desk {self.desk!r} ({self.path})"
+        if isinstance(self.error, OSError):
+            return f"{head}: cannot read it: {self.error.strerror or _one_line(self.error)}"
         what = {
             "bad_feed": "not a readable feed",
             "timeout": "timed out",
             "feed_unavailable": "unavailable",
-        }.get(self.kind, "failed")
-        return f"desk {self.desk!r} ({self.path}): {what}: {_one_line(self.error)}"
+        }.get(self.kind)
+        if what is None:
+            # not the feed's fault: a bug, say so rather than blame the data
+            return (
+                f"{head}: internal error {type(self.error).__name__}: {_one_line(self.error)} "
+                "(a bug; rerun with --debug for the traceback)"
+            )
+        return f"{head}: {what}: {_one_line(self.error)}"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -735,34 +770,81 @@ def read_desks(
     workers: int | None,
     deadline_s: float | None,
     progress: Progress | None,
-) -> tuple[list[DeskRead], list[DeskFailure]]:
-    """Read every desk on the bounded desk pool; healthy reads in the order of
-    ``sources``, and the failures."""
+    shared: bool = True,
+) -> tuple[list[DeskRead], list[DeskFailure], Any]:
+    """Read every desk on the bounded desk pool.
+
+    Returns the healthy reads in the order of ``sources``, the failures, and
+    the run's Dictionaries. With ``shared`` (a run: one feed per desk) every
+    desk ingests into one Dictionaries, so ingest quarantines a trade id seen
+    on another desk as ``duplicate_trade_id``. Which copy counts as "first"
+    would then depend on thread timing, so when any duplicate turns up the
+    desks are read again one at a time in the order given: the result never
+    depends on the threads. Without ``shared`` (history: several days per
+    desk, ids may repeat across days) each file has its own Dictionaries and
+    the batches are re-coded by :func:`merge_desks`.
+    """
+    from .batch import Dictionaries
     from .desks import process_all_desks
+    from .observability import MetricsRegistry, metrics
 
-    by_desk = {s.desk: s for s in sources}
-    reads: dict[str, DeskRead] = {}
+    # the pool's ids (and metric labels) are the desk names, or the paths when
+    # a desk has several files (history days)
+    unique = len({s.desk for s in sources}) == len(sources)
+    by_id = {(s.desk if unique else str(s.path)): s for s in sources}
 
-    def analyze(desk: str) -> list[dict[str, Any]]:
-        reads[desk] = read_desk(by_desk[desk], chunk_size=chunk_size, progress=progress)
-        # process_all_desks wants each desk's alert list; alerts come after the
-        # merge, so the desk's result is kept in `reads` and this is only "ok"
-        return []
+    def attempt(n_workers: int | None, registry: Any) -> tuple[Any, dict[str, DeskRead], Any]:
+        run_dictionaries = Dictionaries() if shared else None
+        reads: dict[str, DeskRead] = {}
 
-    report = process_all_desks(
-        [s.desk for s in sources],
-        analyze=analyze,
-        max_workers=workers,
-        deadline_s=deadline_s,
-        report=True,
-    )
+        def analyze(key: str) -> list[dict[str, Any]]:
+            d = run_dictionaries if run_dictionaries is not None else Dictionaries()
+            reads[key] = read_desk(
+                by_id[key], chunk_size=chunk_size, dictionaries=d, progress=progress
+            )
+            # process_all_desks wants each desk's alert list; alerts come after
+            # the merge, so the desk's result is kept in `reads` and this is "ok"
+            return []
+
+        report = process_all_desks(
+            list(by_id),
+            analyze=analyze,
+            max_workers=n_workers,
+            deadline_s=deadline_s,
+            report=True,
+            registry=registry,
+        )
+        return report, reads, run_dictionaries
+
+    report, reads, dictionaries = attempt(workers, metrics)
+    parallel = len(by_id) > 1 and workers != 1
+    if (
+        shared
+        and parallel
+        and any(r.quarantine.counts.get("duplicate_trade_id") for r in reads.values())
+    ):
+        log.info(
+            "duplicate trade ids found: reading the desks again one at a time, in the order "
+            "given, so which copy is kept does not depend on thread timing",
+            extra={"event": "reread_sequential"},
+        )
+        if progress is not None:
+            progress.reset()
+        # the pool's own metrics were counted by the first pass
+        report, reads, dictionaries = attempt(1, MetricsRegistry())
     failures = [
-        DeskFailure(o.desk_id, by_desk[o.desk_id].path, o.kind, o.error)
+        DeskFailure(by_id[o.desk_id].desk, by_id[o.desk_id].path, o.kind, o.error)
         for o in report.outcomes
         if not o.ok
     ]
     ok = [reads[o.desk_id] for o in report.outcomes if o.ok]
-    return ok, failures
+    for read in ok:
+        desk = str(read.source.desk)
+        metrics.histogram("surv_decode_seconds", desk=desk).observe(read.seconds)
+        metrics.counter("surv_trades_decoded_total", desk=desk).inc(len(read.batch))
+        for reason, count in read.quarantine.counts.items():
+            metrics.counter("surv_records_quarantined_total", desk=desk, reason=reason).inc(count)
+    return ok, failures, dictionaries
 
 
 # -- the pipeline -------------------------------------------------------------------------
@@ -784,7 +866,16 @@ class RunResult:
 
     @property
     def quarantine(self) -> list[Any]:
+        """The quarantined records kept (ingest keeps up to 100,000 per desk)."""
         return [r for read in self.reads for r in read.quarantine]
+
+    @property
+    def quarantine_counts(self) -> Counter[str]:
+        """Every quarantined record by reason (exact, kept or not)."""
+        total: Counter[str] = Counter()
+        for read in self.reads:
+            total.update(read.quarantine.counts)
+        return total
 
     @property
     def n_bytes(self) -> int:
@@ -797,7 +888,7 @@ def run_pipeline(
     baselines: Any = None,
     *,
     baselines_path: str | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int = DEFAULT_CHUNK_BYTES,
     workers: int | None = None,
     deadline_s: float | None = None,
     progress: Progress | None = None,
@@ -807,14 +898,20 @@ def run_pipeline(
 
     t_start = time.perf_counter()
     stages: dict[str, float] = {}
-    reads, failures = read_desks(
+    from .batch import TradeBatch
+
+    reads, failures, dictionaries = read_desks(
         sources, chunk_size=chunk_size, workers=workers, deadline_s=deadline_s, progress=progress
     )
     if progress is not None:
         progress.close()
     t1 = time.perf_counter()
     stages["ingest"] = t1 - t_start
-    batch = merge_desks(reads)
+    # desks in the order given; they share the run's dictionaries
+    batches = [r.batch for r in reads if len(r.batch)]
+    batch = TradeBatch.concat(batches) if batches else TradeBatch.empty(dictionaries)
+    for read in reads:
+        read.batch = None  # the run's batch holds the rows now; free the copies
     t2 = time.perf_counter()
     stages["merge"] = t2 - t1
     detection = detect(batch, config, baselines)
@@ -889,13 +986,16 @@ def write_quarantine(records: Sequence[Any], path: Path) -> None:
             f.write(enc.encode(msgspec.to_builtins(r)) + b"\n")
 
 
-def write_jsonl(items: Sequence[Any], path: Path) -> None:
+def write_suppressed(items: Sequence[Any], path: Path) -> None:
+    """Suppressed episodes as JSON lines, with the explanation's sentence."""
     import msgspec
 
     enc = _encoder()
     with _atomic_open(path) as f:
         for item in items:
-            f.write(enc.encode(msgspec.to_builtins(item)) + b"\n")
+            d = msgspec.to_builtins(item)
+            d["explanation"]["text"] = item.explanation.describe()
+            f.write(enc.encode(d) + b"\n")
 
 
 @contextlib.contextmanager
@@ -1009,6 +1109,7 @@ def summary_dict(
     """The run summary as plain data (summary.json, the report, the text form)."""
     det = result.detection
     quarantine = result.quarantine
+    counts = result.quarantine_counts
     live_lag = trade_to_alert_lag(result, time.time())
     out: dict[str, Any] = {
         "desks": len(result.sources),
@@ -1019,8 +1120,9 @@ def summary_dict(
         ],
         "bytes": result.n_bytes,
         "trades": len(result.batch),
-        "quarantined": len(quarantine),
-        "quarantined_by_reason": dict(Counter(_reason(r) for r in quarantine).most_common()),
+        "quarantined": sum(counts.values()),
+        "quarantined_by_reason": dict(counts.most_common()),
+        "quarantine_records_written": len(quarantine),
         "alerts": len(det.alerts),
         "suppressed": len(det.suppressed),
         "suppressed_by_reason": dict(
@@ -1063,7 +1165,12 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
             if s["quarantined"]
             else ""
         )
-        + (f" -> {s['outputs']['quarantine']}" if "quarantine" in s["outputs"] else ""),
+        + (f" -> {s['outputs']['quarantine']}" if "quarantine" in s["outputs"] else "")
+        + (
+            f" (the first {s['quarantine_records_written']:,} records; the rest are counted)"
+            if s.get("quarantine_records_written", s["quarantined"]) < s["quarantined"]
+            else ""
+        ),
         f"alerts       {s['alerts']:,}"
         + (f" -> {s['outputs']['alerts']}" if "alerts" in s["outputs"] else ""),
         f"suppressed   {s['suppressed']:,} floor-passing episodes within the traders' baselines"
@@ -1179,7 +1286,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     write_quarantine(result.quarantine, quarantine_path)
     outputs["quarantine"] = str(quarantine_path)
     if out_dir is not None:
-        write_jsonl(result.detection.suppressed, out_dir / "suppressed.jsonl")
+        write_suppressed(result.detection.suppressed, out_dir / "suppressed.jsonl")
         outputs["suppressed"] = str(out_dir / "suppressed.jsonl")
     result.stages["write"] = time.perf_counter() - t0
     lag = emitted - result.t_start
@@ -1224,19 +1331,20 @@ def _write_summary_json(path: Path, summary: dict[str, Any]) -> None:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .model import Baselines, calibrate
 
-    sources = resolve_feeds(args.history, what="history")
+    sources = resolve_feeds(args.history, what="history", unique_desks=False)
     config = _config(args)
     try:
         Baselines._format_of(args.out)
     except ValueError as exc:
         raise CliError(EXIT_USAGE, f"--out: {exc}") from None
     t0 = time.perf_counter()
-    reads, failures = read_desks(
+    reads, failures, _ = read_desks(
         sources,
         chunk_size=args.chunk_size,
         workers=args.workers,
         deadline_s=args.desk_timeout,
         progress=None,
+        shared=False,
     )
     if failures:
         first = failures[0].line()
@@ -1247,7 +1355,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             "shift every baseline without a word",
         )
     history = merge_desks(reads)
-    n_quarantined = sum(len(r.quarantine) for r in reads)
+    n_quarantined = sum(r.quarantine.total for r in reads)
     if len(history) == 0:
         raise CliError(
             EXIT_BAD_DATA,
@@ -1327,7 +1435,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         write_alerts(result, f)
     emitted = time.perf_counter()
     write_quarantine(result.quarantine, out_dir / "quarantine.jsonl")
-    write_jsonl(result.detection.suppressed, out_dir / "suppressed.jsonl")
+    write_suppressed(result.detection.suppressed, out_dir / "suppressed.jsonl")
     result.stages["write"] = time.perf_counter() - t
     lag = emitted - result.t_start
 

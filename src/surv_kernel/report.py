@@ -38,9 +38,10 @@ The chart of an alert (one trader, one asset class, the whole day):
   the value at each trade, which is what the model scores, computed with
   :func:`surv_kernel.windows.rolling_window_sums`;
 - the shaded band is the baseline the alert was judged against: median +/-
-  ``z_level`` x scale, where scale is the model's sigma estimate
-  ``max(MAD x 1.4826, 10% of median, 1000 USD)`` (from the alert's
-  explanation), with the median as a line;
+  ``z_level`` x scale, where scale is the sigma the model used for z (the
+  explanation's ``scale_usd``: MAD x 1.4826, or the class dispersion, never
+  below the relative and absolute floors; ``scale_source`` says which), with
+  the median as a line;
 - the red dashed line is the static floor (asset-class floor x threshold
   multiplier); the dotted black line is the level a window had to pass to
   alert: the largest of the floor, ``median + z_level x scale`` and
@@ -250,8 +251,8 @@ def _alert_level(e: Any) -> float:
     """The window sum an episode had to pass (robust policy): the largest of
     the floor, median + z_level * scale and ratio_level * median."""
     levels = [e.floor_usd]
-    if math.isfinite(e.baseline_median_usd) and math.isfinite(e.baseline_scale_usd):
-        levels.append(e.baseline_median_usd + e.z_level * e.baseline_scale_usd)
+    if math.isfinite(e.baseline_median_usd) and math.isfinite(e.scale_usd):
+        levels.append(e.baseline_median_usd + e.z_level * e.scale_usd)
         levels.append(e.ratio_level * e.baseline_median_usd)
     return max(levels)
 
@@ -295,8 +296,8 @@ def _chart_png(Figure: Any, alert: Any, batch: Any, rows: np.ndarray, window_ns:
         label=f"peak window ({alert.window_minutes:g} min)",
     )
     x0, x1 = _to_datetime(curve_t[0]), _to_datetime(curve_t[-1])
-    if math.isfinite(e.baseline_median_usd) and math.isfinite(e.baseline_scale_usd):
-        med, half = e.baseline_median_usd, e.z_level * e.baseline_scale_usd
+    if math.isfinite(e.baseline_median_usd) and math.isfinite(e.scale_usd):
+        med, half = e.baseline_median_usd, e.z_level * e.scale_usd
         ax.fill_between(
             [x0, x1],
             [max(med - half, 0.0)] * 2,
@@ -483,13 +484,15 @@ def _alert_section(alert: Any, batch: Any, rows: np.ndarray, img: str | None) ->
         f"{_fmt_ts(alert.end_ns)} ({e.n_windows} breaching windows) &middot; baseline "
         f"{_e(e.baseline_source)}{(' ' + _e(e.baseline_desk)) if e.baseline_desk else ''}: median "
         f"{_fmt_usd(e.baseline_median_usd)}, MAD {_fmt_usd(e.baseline_mad_usd)}, scale "
-        f"{_fmt_usd(e.baseline_scale_usd)}, n={e.baseline_n}"
+        f"{_fmt_usd(e.scale_usd)}"
+        + (f" ({_e(e.scale_source)})" if e.scale_source else "")
+        + f", n={e.baseline_n}"
     )
     return (
         f'<section class="alert" id="{_anchor(alert)}">'
         f"<h3>{_e(alert.trader_id)} &middot; {_e(alert.asset_class)} "
         f'<span class="muted">alert {_e(alert.alert_id)}</span></h3>'
-        f"<p>{facts}</p><p class='expl'>{_e(e.text)}</p>{chart}"
+        f"<p>{facts}</p><p class='expl'>{_e(e.describe())}</p>{chart}"
         f"{_trade_table(alert, batch, rows)}</section>"
     )
 
