@@ -331,6 +331,32 @@ def test_serve_metrics_endpoints():
         server.server_close()
 
 
+def test_metrics_port_env_starts_one_server_from_the_desk_pool(monkeypatch):
+    from surv_kernel.desks import process_all_desks
+
+    monkeypatch.setattr(obs, "_env_server", None)
+    monkeypatch.setenv(obs.ENV_METRICS_PORT, "0")  # 0: any free port
+    process_all_desks(["A"], analyze=lambda d: [], registry=MetricsRegistry())
+    server = obs._env_server
+    try:
+        assert server
+        process_all_desks(["B"], analyze=lambda d: [], registry=MetricsRegistry())
+        assert obs._env_server is server  # once per process
+        with urllib.request.urlopen(server.url + "/metrics", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_metrics_port_env_that_cannot_bind_is_logged_not_fatal(monkeypatch, caplog):
+    monkeypatch.setattr(obs, "_env_server", None)
+    monkeypatch.setenv(obs.ENV_METRICS_PORT, "not-a-port")
+    with caplog.at_level(logging.ERROR, logger="surv_kernel"):
+        assert obs.serve_metrics_from_env() is False
+    assert any(r.event == "metrics_serve_failed" for r in caplog.records)
+
+
 def test_module_cli_reads_a_saved_snapshot(tmp_path, capsys):
     path = tmp_path / "snap.json"
     path.write_text(json.dumps(_registry_with(1_800_000_000.0).snapshot()))
