@@ -735,3 +735,13 @@ def test_run_demo_rehearses_a_dead_desk(tmp_path):
 
 def test_warm_up_runs_the_whole_path():
     assert warm_up() > 0
+
+
+def test_reason_labels_stay_bounded():
+    """Reasons with numbers in them must not become one time series each."""
+    reasons = [f"within baseline: z={z / 10:.1f} < 3, ratio {z / 7:.1f} < 2" for z in range(500)]
+    assert {desks.reason_label(r) for r in reasons} == {"within_baseline"}
+    assert desks.reason_label("unknown_currency") == "unknown_currency"
+    assert desks.reason_label("Bad -- thing: detail") == "bad_thing"
+    assert desks.reason_label("") == "unspecified"
+    assert len(desks.reason_label("x" * 500)) == 48

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import functools
 import logging
 import os
 import random
@@ -335,8 +336,13 @@ def reason_label(reason: Any) -> str:
     Reasons carry per-record detail (values, z-scores); as label values they
     would create one time series per distinct number.
     """
-    head = str(reason).split(":", 1)[0].strip().lower()
-    label = "".join(c if c.isalnum() else "_" for c in head).strip("_")
+    return _label_of_head(str(reason).partition(":")[0])
+
+
+@functools.lru_cache(maxsize=256)
+def _label_of_head(head: str) -> str:
+    # cached: a day has thousands of suppressed episodes but a handful of categories
+    label = "".join(c if c.isalnum() else "_" for c in head.strip().lower()).strip("_")
     while "__" in label:
         label = label.replace("__", "_")
     return label[:48] or "unspecified"
