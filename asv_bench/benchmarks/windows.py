@@ -44,7 +44,7 @@ import numpy as np
 try:
     import surv_kernel
 except ImportError:  # standalone run from a checkout without PYTHONPATH
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "src"))
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "src"))
     import surv_kernel
 from surv_kernel import windows
 
@@ -266,35 +266,32 @@ group_median_mad(_s.sums, _s.group_offsets)
 """
 
 
+_ARRAYS = (
+    "_g = np.array([0, 0, 1, 1], np.int32); _t = np.array([1, 2, 5, 3], np.int64); _x = np.ones(4)"
+)
+
+
 def _latency_setup(cache: str) -> str:
     """Untimed setup of the fresh process: arrays (numpy import is not ours),
     and a Numba cache directory that is either brand new (``cold``) or
-    primed by another fresh process (``warm``)."""
-    prime = ""
+    primed by another fresh process (``warm``). No backslash escapes: asv
+    pastes this into a triple-quoted string."""
+    lines = [
+        "import os as _os, subprocess as _subprocess, sys as _sys, tempfile as _tempfile",
+        f"_sys.path.insert(0, {SRC_DIR!r})",
+        f"_os.environ['PYTHONPATH'] = {SRC_DIR!r} + _os.pathsep + _os.environ.get('PYTHONPATH', '')",
+        "import numpy as np",
+        _ARRAYS,
+        "_dir = _tempfile.mkdtemp(prefix='surv-numba-cache-')",
+    ]
     if cache == "warm":
-        prime = f"""
-        _subprocess.run(
-            [_sys.executable, "-c", "import numpy as np\\n_g = np.array([0, 0, 1, 1], np.int32)\\n"
-             "_t = np.array([1, 2, 5, 3], np.int64)\\n_x = np.ones(4)\\n" + {_FIRST_CALL!r}],
-            env=dict(_os.environ, NUMBA_CACHE_DIR=_dir), check=True,
+        prime = "; ".join(["import numpy as np", _ARRAYS, *_FIRST_CALL.strip().splitlines()])
+        lines.append(
+            f"_subprocess.run([_sys.executable, '-c', {prime!r}], "
+            "env=dict(_os.environ, NUMBA_CACHE_DIR=_dir), check=True)"
         )
-        """
-    return (
-        textwrap.dedent(
-            f"""
-        import os as _os, subprocess as _subprocess, sys as _sys, tempfile as _tempfile
-        _sys.path.insert(0, {SRC_DIR!r})
-        _os.environ["PYTHONPATH"] = {SRC_DIR!r} + _os.pathsep + _os.environ.get("PYTHONPATH", "")
-        import numpy as np
-        _g = np.array([0, 0, 1, 1], np.int32)
-        _t = np.array([1, 2, 5, 3], np.int64)
-        _x = np.ones(4)
-        _dir = _tempfile.mkdtemp(prefix="surv-numba-cache-")
-        """
-        )
-        + textwrap.dedent(prime)
-        + '\n_os.environ["NUMBA_CACHE_DIR"] = _dir\n'
-    )
+    lines.append("_os.environ['NUMBA_CACHE_DIR'] = _dir")
+    return "\n".join(lines) + "\n"
 
 
 class FirstCallLatency:
@@ -317,7 +314,8 @@ class FirstCallLatency:
 # --------------------------------------------------------------------------
 
 
-def _time(fn) -> float:
+def _time(fn) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the whole process, all threads)."""
     import gc
     import time
 
@@ -325,9 +323,10 @@ def _time(fn) -> float:
     # for a while after a polars call) and its garbage be freed
     gc.collect()
     time.sleep(0.3)
+    c0 = time.process_time()
     t0 = time.perf_counter()
     fn()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def _compare(n, arrival, peers, rounds) -> None:
@@ -347,23 +346,27 @@ def _compare(n, arrival, peers, rounds) -> None:
         ref = runs["polars"]()
         rel = np.max(np.abs(ours - ref) / np.maximum(np.abs(ref), 1e-300))
         print(f"  check: max relative difference vs polars {rel:.1e}")
-    times = {name: [] for name in runs}
+    walls = {name: [] for name in runs}
+    cpus = {name: [] for name in runs}
     for _ in range(rounds):  # interleaved: background load hits every contender
         for name, run in runs.items():
-            times[name].append(_time(run))
-    best_ours = min(times["surv_kernel"])
-    med_ours = statistics.median(times["surv_kernel"])
+            wall, cpu = _time(run)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+    best_ours = min(walls["surv_kernel"])
+    med_ours = statistics.median(walls["surv_kernel"])
+    cpu_ours = min(cpus["surv_kernel"])
     for name in runs:
-        best = min(times[name])
-        med = statistics.median(times[name])
-        ratio = (
-            ""
-            if name == "surv_kernel"
-            else (
-                f"  ratio {name}/surv_kernel: best {best / best_ours:5.2f}x, median {med / med_ours:5.2f}x"
+        best = min(walls[name])
+        med = statistics.median(walls[name])
+        cpu = min(cpus[name])
+        line = f"  {name:12s} wall best {best:7.3f} s  median {med:7.3f} s  cpu best {cpu:7.3f} s"
+        if name != "surv_kernel":
+            line += (
+                f"   ratio {name}/surv_kernel: wall best {best / best_ours:5.2f}x,"
+                f" wall median {med / med_ours:5.2f}x, cpu {cpu / cpu_ours:5.2f}x"
             )
-        )
-        print(f"  {name:12s} best {best:7.3f} s  median {med:7.3f} s{ratio}")
+        print(line)
 
 
 def _latency(repeats) -> None:
