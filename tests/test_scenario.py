@@ -167,3 +167,24 @@ def test_static_policy_is_the_floor_without_pairs():
     robust = evaluate_alerts(detect(sc.batch).alerts, sc)
     assert static.n_alerts > robust.n_alerts and static.precision < robust.precision
     assert static.recall >= robust.recall
+
+
+def test_calibrated_baselines_on_history_days_of_the_same_desks():
+    from surv_kernel.batch import Dictionaries, TradeBatch
+    from surv_kernel.model import calibrate
+
+    d = Dictionaries()
+    history = TradeBatch.concat(
+        [
+            generate_day(
+                50 + k, population_seed=3, n_episodes=0, date=f"2024-03-{11 + k}", dictionaries=d
+            ).batch
+            for k in range(2)
+        ]
+    )
+    base = calibrate(history)
+    today = generate_day(60, population_seed=3)
+    r = evaluate_alerts(detect(today.batch, baselines=base).alerts, today)
+    assert r.precision >= 0.85 and r.recall >= 0.95 and r.alerts_per_detected_episode <= 1.2, r
+    sources = {a.explanation.baseline_source for a in detect(today.batch, baselines=base).alerts}
+    assert "own" in sources

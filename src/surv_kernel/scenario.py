@@ -286,6 +286,7 @@ def generate_day(
     date: str = "2024-03-14",
     desks: Sequence[DeskSpec] = DESKS,
     population_seed: int | None = None,
+    dictionaries: Dictionaries | None = None,
 ) -> Scenario:
     """Draw one labelled trading day.
 
@@ -302,7 +303,10 @@ def generate_day(
       can see it at all.
     - ``population_seed`` (default ``seed``) draws the traders and their books;
       days with the same population seed and different ``seed`` are different
-      days of the same desks (history for :func:`surv_kernel.calibrate`).
+      days of the same desks (history for :func:`surv_kernel.calibrate`; give
+      each day its own ``date`` so their windows do not overlap).
+    - ``dictionaries``: encode ``Scenario.batch`` with these (shared by several
+      days, their batches can be concatenated with ``TradeBatch.concat``).
     - ``sigma_scale`` multiplies every trader's lognormal size dispersion,
       ``activity_scale`` every trade rate, ``u_shape`` the open/close peak
       (intensity at open = ``1 + u_shape`` times midday).
@@ -475,7 +479,7 @@ def generate_day(
             )
         )
 
-    dicts = Dictionaries()
+    dicts = Dictionaries() if dictionaries is None else dictionaries
     batch = TradeBatch(
         timestamp_ns=ts,
         notional_usd=notional_usd,
@@ -624,7 +628,13 @@ def compare_rules(
     rows = []
     for name, mix in mixes.items():
         for seed in seeds:
-            sc = generate_day(seed, trader_mix=mix, window_minutes=cfg.window_minutes, **knobs)
+            sc = generate_day(
+                seed,
+                trader_mix=mix,
+                window_minutes=cfg.window_minutes,
+                threshold_multiplier=cfg.threshold_multiplier,
+                **knobs,
+            )
             model = evaluate_alerts(detect(sc.batch, cfg).alerts, sc)
             old = None
             if received:
@@ -638,8 +648,57 @@ def compare_rules(
                 file=file,
                 flush=True,
             )
+    for label, pick in (("model", 2), ("received", 3)):
+        results = [r[pick] for r in rows if r[pick] is not None]
+        if results:
+            print(f"pooled {label:<9}" + _pooled(results), file=file)
     return rows
 
 
+def _pooled(results: Sequence[EvalResult]) -> str:
+    """Precision, recall and alerts per detected episode over all the days,
+    and the days meeting precision >= 0.9, recall >= 0.95, <= 1.2 al/ep."""
+    n_alerts = sum(r.n_alerts for r in results)
+    tp = sum(r.true_positives for r in results)
+    eps = sum(r.n_episodes for r in results)
+    found = sum(r.detected for r in results)
+    hits = sum(r.alerts_per_detected_episode * r.detected for r in results if r.detected)
+    ok = sum(
+        r.precision >= 0.9 and r.recall >= 0.95 and r.alerts_per_detected_episode <= 1.2
+        for r in results
+    )
+    return (
+        f" precision {tp / n_alerts if n_alerts else math.nan:.3f}  recall "
+        f"{found / eps if eps else math.nan:.3f}  al/ep {hits / found if found else math.nan:.2f}"
+        f"  alerts {n_alerts}  days meeting all three targets {ok}/{len(results)}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m surv_kernel.scenario [--seeds 0-5] [--mix NAME] [--no-received]
+    [--knob NAME=VALUE ...]``: the received rule vs model table."""
+    import argparse
+    import ast
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--seeds", default="0-5", help="e.g. 0-5 or 1,4,9")
+    parser.add_argument("--mix", action="append", choices=sorted(MIXES), help="default: all")
+    parser.add_argument("--no-received", action="store_true", help="model only (faster)")
+    parser.add_argument(
+        "--knob", action="append", default=[], help="generate_day knob, e.g. sigma_scale=1.3"
+    )
+    args = parser.parse_args(argv)
+    seeds: list[int] = []
+    for part in args.seeds.split(","):
+        lo, _, hi = part.partition("-")
+        seeds.extend(range(int(lo), int(hi or lo) + 1))
+    knobs = {}
+    for item in args.knob:
+        key, _, value = item.partition("=")
+        knobs[key] = ast.literal_eval(value)
+    mixes = {m: MIXES[m] for m in args.mix} if args.mix else MIXES
+    compare_rules(seeds, mixes, received=not args.no_received, **knobs)
+
+
 if __name__ == "__main__":  # python -m surv_kernel.scenario
-    compare_rules()
+    main()
