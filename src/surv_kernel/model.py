@@ -38,13 +38,13 @@ Baseline
     (``peer_quantile``) over the peer groups of their (thinned) medians and
     of their MADs, peers being the groups of the same asset class whose main
     desk is the trade's desk, else the same asset class on any desk (each
-    level needs ``min_peer_groups`` groups with ``min_windows`` samples). A group
-    with fewer than ``stable_windows`` samples keeps its own median but takes
-    sigma = (its asset class's typical MAD / time median) x its own time
-    median: three samples give almost any MAD. With no usable baseline at all the floor alone
-    decides (source ``"floor-only"``): the model never goes quieter than the
-    static rule for lack of data. Alerts name the baseline they used
-    (``explanation.baseline_source``, ``explanation.scale_source``).
+    level needs ``min_peer_groups`` groups with ``min_windows`` samples). A
+    group with fewer than ``stable_windows`` samples keeps its own median but
+    takes sigma = (its asset class's typical MAD / time median) x its own
+    time median: three samples give almost any MAD. With no usable baseline
+    at all the floor alone decides (source ``"floor-only"``): the model never
+    goes quieter than the static rule for lack of data. Alerts name the
+    baseline they used (``explanation.baseline_source``, ``.scale_source``).
 
 Episode
     Breaching windows of one group, in time order, belong to the same episode
@@ -60,8 +60,11 @@ Episode
 
 Locality (for streaming). With ``baselines`` given, whether a window breaches
 and everything an alert carries depend only on the baselines and the group's
-trades in ``[t - W, t]`` of the windows involved, so a stream holding the
-last ``W`` of each group reproduces batch detection exactly. Alert ids hash
+trades in ``[t - W, t]`` of the windows involved (a cold group's peer lookup
+uses the trade's own desk), so a stream holding the last ``W`` of each group,
+plus O(1) state per open episode (first window start, peak, last flagged
+time), reproduces batch detection exactly; an episode closes once the
+group's time passes its last flagged window by more than ``W``. Alert ids hash
 strings and timestamps only (never dictionary codes or row positions), so the
 same trades give the same ids whatever the input order or chunking.
 """
@@ -216,7 +219,11 @@ class Baselines(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     - ``group_desk[trader_id][asset_class]``: the group's main desk (most
       trades; ties to the smallest name), which makes it a peer of that desk;
     - ``desk_peers[asset_class][desk]`` and ``class_peers[asset_class]``:
-      medians over peer groups with at least ``min_windows`` windows.
+      the ``peer_quantile`` of the time medians (and MADs) of the peer groups
+      with at least ``min_windows`` samples, plus the class dispersion.
+
+    Baselines are only valid for the window length they were made with
+    (``window_minutes``; :func:`detect` refuses others).
     """
 
     window_minutes: float

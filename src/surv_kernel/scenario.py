@@ -15,9 +15,17 @@ Normal activity is deliberately awkward: lognormal trade sizes with per-trader
 dispersion, U-shaped intraday intensity (busy open and close), institutional
 traders whose ordinary half hour already exceeds the static floor, algorithmic
 traders with thousands of small trades, sparse traders with a handful (cold
-start), and JPY books whose raw notionals are ~150x their USD value. Every
-knob of the day is a keyword of :func:`generate_day` so a detector can be
-checked across trader mixes and intensities, not tuned to one seed.
+start), optional block traders (few, large, very dispersed trades: the
+hardest population for any volume rule), and JPY books whose raw notionals
+are ~150x their USD value. Every knob of the day is a keyword of
+:func:`generate_day` so a detector can be checked across trader mixes and
+intensities, not tuned to one seed.
+
+Run the side-by-side table (received pair rule vs model, per mix and seed,
+with pooled figures)::
+
+    PYTHONPATH=src python -m surv_kernel.scenario [--seeds 0-5] [--mix default]
+        [--no-received] [--knob sigma_scale=1.3]
 
 :func:`evaluate_alerts` scores a list of alerts (model :class:`Alert` objects
 or legacy dicts with a ``"trades"`` key): an alert is a true positive when it
