@@ -303,14 +303,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="out", metavar="DIR", help="output directory (default out)")
     demo.add_argument("--seed", type=_nonnegative_int, default=0, help="scenario seed (default 0)")
     demo.add_argument(
-        "--traders", type=_positive_int, default=60, metavar="N", help="traders (default 60)"
+        "--traders",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="traders (default: the scenario generator's)",
     )
     demo.add_argument(
         "--episodes",
         type=_nonnegative_int,
-        default=14,
+        default=None,
         metavar="N",
-        help="injected abuse episodes (default 14)",
+        help="injected abuse episodes (default: the scenario generator's)",
     )
     demo.add_argument(
         "--scale",
@@ -414,9 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--traders",
         type=_positive_int,
-        default=60,
+        default=None,
         metavar="N",
-        help="traders per day (default 60)",
+        help="traders per day (default: the scenario generator's)",
     )
     ev.add_argument(
         "--no-received",
@@ -1404,13 +1408,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
             stale.unlink()
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
-    knobs = dict(
-        n_traders=args.traders,
-        n_episodes=args.episodes,
+    knobs: dict[str, Any] = dict(
         activity_scale=args.scale,
         window_minutes=config.window_minutes,
         threshold_multiplier=config.threshold_multiplier,
     )
+    # unset: the generator's own defaults (the README's "embedded default" day)
+    if args.traders is not None:
+        knobs["n_traders"] = args.traders
+    if args.episodes is not None:
+        knobs["n_episodes"] = args.episodes
     scenario = generate_day(args.seed, **knobs)
     sources = []
     for desk, data in scenario.feeds().items():
@@ -1460,7 +1467,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         extra={
             "scenario": {
                 "seed": args.seed,
-                "traders": args.traders,
+                "traders": len(scenario.traders),
                 "episodes": len(scenario.episodes),
                 "scale": args.scale,
             },
@@ -1478,7 +1485,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     summary["total_s"] = time.perf_counter() - t0
     _write_summary_json(out_dir / "summary.json", _json_safe(summary))
     print(
-        f"surv-kernel demo: a synthetic six-desk day (seed {args.seed}, {args.traders} traders, "
+        f"surv-kernel demo: a synthetic six-desk day (seed {args.seed}, {len(scenario.traders)} traders, "
         f"{len(scenario.episodes)} injected abuse episodes) through ingest -> detect -> report"
     )
     for line in summary_lines(summary):
@@ -1531,13 +1538,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     config = _config(args)
     rows = []
     for seed in args.seeds:
+        knobs: dict[str, Any] = {} if args.traders is None else {"n_traders": args.traders}
         sc = generate_day(
             seed,
-            n_traders=args.traders,
             trader_mix=MIXES[args.mix],
             window_minutes=config.window_minutes,
             threshold_multiplier=config.threshold_multiplier,
+            **knobs,
         )
+        n_traders = len(sc.traders)
         t = time.perf_counter()
         model = evaluate_alerts(detect(sc.batch, config).alerts, sc)
         t_model = time.perf_counter() - t
@@ -1551,7 +1560,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         rows.append((seed, len(sc), len(sc.episodes), model, t_model, old, t_old))
         if not args.json:
             if len(rows) == 1:
-                print(_eval_header(args, config))
+                print(_eval_header(args, config, n_traders))
             print(_eval_row(str(seed), len(sc), len(sc.episodes), model, t_model, old, t_old))
             sys.stdout.flush()
     if args.json:
@@ -1580,22 +1589,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _eval_header(args: argparse.Namespace, config: Any) -> str:
+def _eval_header(args: argparse.Namespace, config: Any, n_traders: int) -> str:
     return (
-        f"mix {args.mix}, {args.traders} traders/day, window {config.window_minutes:g} min, "
+        f"mix {args.mix}, {n_traders} traders/day, window {config.window_minutes:g} min, "
         f"floor x {config.threshold_multiplier:g}, policy {config.policy}\n"
-        f"{'seed':>5} {'trades':>7} {'eps':>4} | {'model':^36} | {'received rule':^36}\n"
-        f"{'':>5} {'':>7} {'':>4} | {'prec':>6} {'recall':>6} {'al/ep':>6} {'alerts':>7} "
-        f"{'time':>7} | {'prec':>6} {'recall':>6} {'al/ep':>6} {'alerts':>7} {'time':>7}"
+        f"{'seed':>5} {'trades':>7} {'eps':>4} | {'model':^38} | {'received rule':^38}\n"
+        f"{'':>5} {'':>7} {'':>4} | {'prec':>6} {'recall':>6} {'al/ep':>6} {'alerts':>9} "
+        f"{'time':>7} | {'prec':>6} {'recall':>6} {'al/ep':>6} {'alerts':>9} {'time':>7}"
     )
 
 
 def _eval_cells(r: Any, t: float | None) -> str:
     if r is None:
-        return f"{'-':>6} {'-':>6} {'-':>6} {'-':>7} {'-':>7}"
+        return f"{'-':>6} {'-':>6} {'-':>6} {'-':>9} {'-':>7}"
     return (
         f"{_fmt_ratio(r.precision):>6} {_fmt_ratio(r.recall):>6} "
-        f"{_fmt_num(r.alerts_per_detected_episode):>6} {r.n_alerts:>7,} {_fmt_s(t):>7}"
+        f"{_fmt_num(r.alerts_per_detected_episode):>6} {r.n_alerts:>9,} {_fmt_s(t):>7}"
     )
 
 
@@ -1619,7 +1628,7 @@ def _eval_mean_row(rows: list[Any]) -> str:
             f"{_fmt_ratio(tp / n_alerts if n_alerts else math.nan):>6} "
             f"{_fmt_ratio(found / eps if eps else math.nan):>6} "
             f"{_fmt_num(hits / found if found else math.nan):>6} "
-            f"{n_alerts:>7,} {_fmt_s(sum(times)):>7}"
+            f"{n_alerts:>9,} {_fmt_s(sum(times)):>7}"
         )
 
     n = sum(r[1] for r in rows)
