@@ -312,9 +312,16 @@ def test_progress_only_on_a_terminal(feeds_dir, tmp_path):
     piped = cli("run", str(feeds_dir), "--out", "o2", cwd=tmp_path, env=env)
     assert piped.returncode == 0
     assert "\r" not in piped.stderr
-    # auto on a terminal stays quiet for a short input (default: after 1 s)
-    quiet = _run_on_pty(["run", str(feeds_dir), "--out", "o3"], tmp_path, _env())
+    # auto on a terminal stays quiet while reading is shorter than the
+    # threshold (1 s by default; 60 here so a cold Numba cache cannot cross it)
+    quiet = _run_on_pty(
+        ["run", str(feeds_dir), "--out", "o3"], tmp_path, _env(SURV_PROGRESS_AFTER_S="60")
+    )
     assert "\r[" not in quiet
+    never = _run_on_pty(
+        ["run", str(feeds_dir), "--out", "o4", "--progress", "never"], tmp_path, env
+    )
+    assert "\r[" not in never
 
 
 # -- calibrate + run --baselines -----------------------------------------------------------
