@@ -129,9 +129,9 @@ def combine_chunk_stats(counts, unsorted, first_t, max_t, offsets, cursors, grou
 def scatter_chunk(codes, timestamps, values, lo, hi, cursor, ts_out, values_out, order, rank):
     """Stable counting-sort scatter of input rows ``[lo, hi)``: row ``i`` of
     group ``g`` goes to ``cursor[g]`` (then incremented). One fused pass writes
-    both gathered columns and, if they are non-empty, ``order`` (sorted
-    position -> input row) and ``rank`` (input row -> sorted position, written
-    sequentially). numpy fancy-index gathers would re-read the permutation
+    both gathered columns and, if they are non-empty, ``order`` (position ->
+    input row) and ``rank`` (input row -> position, written sequentially).
+    Positions are those before the time sort of unsorted groups. numpy fancy-index gathers would re-read the permutation
     once per column (~0.2 s per column at 10M rows)."""
     with_order = order.shape[0] > 0
     with_rank = rank.shape[0] > 0
@@ -229,10 +229,26 @@ def _lsd_radix_sort(keys, tmp, pos, tmp_pos, lo, hi, bit_lo, bit_hi, hist):
 
 @njit(cache=True, nogil=True)
 def _sort_segment(
-    a, b, timestamps, values, order, rank, keys, keys2, tmp_f, tmp_i, tmp_pos, tmp_pos2, hist, hist2
+    a,
+    b,
+    timestamps,
+    values,
+    order,
+    prepos,
+    keys,
+    keys2,
+    tmp_f,
+    tmp_i,
+    tmp_pos,
+    tmp_pos2,
+    hist,
+    hist2,
 ):
-    """Stable time sort, in place, of rows ``[a, b)`` and of their ``order``
-    entries; ``rank`` (if non-empty) is updated to stay the inverse.
+    """Stable time sort, in place, of rows ``[a, b)`` and (if non-empty) of
+    their ``order`` entries; if non-empty, ``prepos[k]`` receives the position
+    row k had before the sort (so results can be written back there and
+    reach input order through the scatter's sequential ``rank``, instead of
+    updating ``rank`` with a random write per row).
 
     Keys pack ``(t - t_min) << pos_bits | local position``. All keys are
     distinct, so sorting keys is a stable sort of rows. One MSD counting-sort
@@ -260,9 +276,13 @@ def _sort_segment(
     span = np.uint64(t_max) - np.uint64(t_min)
     pos_bits = _bit_length(np.uint64(m - 1))
     time_bits = _bit_length(span)
+    with_order = order.shape[0] > 0
+    with_prepos = prepos.shape[0] > 0
     for j in range(m):
         tmp_f[j] = values[a + j]
-        tmp_i[j] = order[a + j]
+    if with_order:
+        for j in range(m):
+            tmp_i[j] = order[a + j]
     if pos_bits + time_bits <= 64:
         no_pos = tmp_pos[:0]
         umin = np.uint64(t_min)
@@ -310,7 +330,10 @@ def _sort_segment(
             q = k & mask
             timestamps[a + j] = np.int64((k >> sh) + umin)
             values[a + j] = tmp_f[q]
-            order[a + j] = tmp_i[q]
+            if with_order:
+                order[a + j] = tmp_i[q]
+            if with_prepos:
+                prepos[a + j] = a + q
     else:
         umin = np.uint64(t_min)
         for j in range(m):
@@ -321,17 +344,18 @@ def _sort_segment(
             q = tmp_pos[j]
             timestamps[a + j] = np.int64(keys[j] + umin)
             values[a + j] = tmp_f[q]
-            order[a + j] = tmp_i[q]
-    if rank.shape[0] > 0:
-        for j in range(a, b):
-            rank[order[j]] = j
+            if with_order:
+                order[a + j] = tmp_i[q]
+            if with_prepos:
+                prepos[a + j] = a + q
 
 
 @njit(cache=True, nogil=True)
-def sort_unsorted_segments(offsets, unsorted, g0, g1, timestamps, values, order, rank):
+def sort_unsorted_segments(offsets, unsorted, g0, g1, timestamps, values, order, prepos):
     """Stable time sort, in place, of each segment ``g`` in ``[g0, g1)``
     flagged in ``unsorted``. Ties keep their current (input) order, so
-    ``order`` stays stable; ``rank`` (if non-empty) stays its inverse."""
+    ``order`` (if non-empty) stays stable; ``prepos`` (if non-empty) gets the
+    pre-sort position of every row of a sorted segment."""
     longest = 0
     for g in range(g0, g1):
         if unsorted[g]:
@@ -353,7 +377,7 @@ def sort_unsorted_segments(offsets, unsorted, g0, g1, timestamps, values, order,
                 timestamps,
                 values,
                 order,
-                rank,
+                prepos,
                 keys,
                 keys2,
                 tmp_f,
@@ -371,9 +395,12 @@ def sort_unsorted_segments(offsets, unsorted, g0, g1, timestamps, values, order,
 
 
 @njit(cache=True, nogil=True)
-def _segment_windows(ts, x, a, b, window_ns, sums, counts, first_out, last_out, fhi, flo):
+def _segment_windows(
+    ts, x, a, b, window_ns, sums, counts, first_out, last_out, out_pos, use_pos, fhi, flo
+):
     """Windows of the time-sorted segment ``[a, b)``; see the module docstring.
-    Writes ``first_out``/``last_out`` only when they are non-empty.
+    Writes ``first_out``/``last_out`` only when they are non-empty; writes the
+    sum and count of row k at ``out_pos[k]`` when ``use_pos``, else at k.
     ``fhi``/``flo`` (front-table scratch) must hold ``b - a`` entries."""
     with_bounds = first_out.shape[0] > 0
     first = a
@@ -434,7 +461,12 @@ def _segment_windows(ts, x, a, b, window_ns, sums, counts, first_out, last_out, 
             # TwoSum); IEEE addition of the high parts is the answer
             total = s
         cnt = last - first + 1
-        if last == k:  # no tie: the common case, no loop (~13% faster)
+        if use_pos:
+            for kk in range(k, last + 1):
+                r = out_pos[kk]
+                sums[r] = total
+                counts[r] = cnt
+        elif last == k:  # no tie: the common case, no loop (~13% faster)
             sums[k] = total
             counts[k] = cnt
         else:
@@ -449,10 +481,15 @@ def _segment_windows(ts, x, a, b, window_ns, sums, counts, first_out, last_out, 
 
 
 @njit(cache=True, nogil=True)
-def window_sums_sorted(offsets, g0, g1, ts, x, window_ns, sums, counts, first, last):
+def window_sums_sorted(
+    offsets, g0, g1, ts, x, window_ns, sums, counts, first, last, unsorted, prepos
+):
     """Window sum, count and (if ``first``/``last`` are non-empty) the
     [first, last] bounds of every row of groups ``[g0, g1)``, in sorted order:
-    rows grouped by ``offsets``, time-sorted inside each group."""
+    rows grouped by ``offsets``, time-sorted inside each group. If ``prepos``
+    is non-empty, sums and counts of the groups flagged in ``unsorted`` go to
+    their pre-sort positions ``prepos[k]`` instead."""
+    with_prepos = prepos.shape[0] > 0
     longest = 0
     for g in range(g0, g1):
         longest = max(longest, offsets[g + 1] - offsets[g])
@@ -461,7 +498,19 @@ def window_sums_sorted(offsets, g0, g1, ts, x, window_ns, sums, counts, first, l
     flo = np.empty(longest, dtype=np.float64)
     for g in range(g0, g1):
         _segment_windows(
-            ts, x, offsets[g], offsets[g + 1], window_ns, sums, counts, first, last, fhi, flo
+            ts,
+            x,
+            offsets[g],
+            offsets[g + 1],
+            window_ns,
+            sums,
+            counts,
+            first,
+            last,
+            prepos,
+            with_prepos and unsorted[g] != 0,
+            fhi,
+            flo,
         )
 
 

@@ -297,11 +297,17 @@ def _group_blocks(offsets: np.ndarray, parts: int) -> list[tuple[int, int]]:
     return blocks or [(0, n_groups)]
 
 
-def _arrange(codes, ts, x, n_groups, *, need_order, need_rank):
+def _arrange(codes, ts, x, n_groups, *, for_input_order):
     """Counting sort by group, then a time sort of only the groups that are
     not already time-ordered. Returns ``offsets, ts_s, x_s, order, rank,
-    blocks``; ``order`` (sorted -> input) is computed when asked or when some
-    group needs the time sort, ``rank`` (input -> sorted) when asked."""
+    prepos, group_unsorted, blocks``.
+
+    ``for_input_order=False`` (window_stats): ``order`` (sorted -> input row)
+    is computed; ``rank`` and ``prepos`` are empty.
+    ``for_input_order=True`` (rolling_window_sums): no ``order``; ``rank``
+    (input row -> position after the counting sort) and, for time-sorted
+    groups, ``prepos`` (sorted row -> its position before the time sort), so
+    results written at ``prepos`` come back to input order through ``rank``."""
     n = codes.shape[0]
     parts = _n_parts(n)
     # per-chunk tables are parts x n_groups: keep them O(n) when groups are many
@@ -323,11 +329,12 @@ def _arrange(codes, ts, x, n_groups, *, need_order, need_rank):
     group_unsorted = np.empty(n_groups, dtype=np.uint8)
     kernels.combine_chunk_stats(counts, unsorted, first_t, max_t, offsets, cursors, group_unsorted)
     any_unsorted = bool(group_unsorted.any())
-    order = np.empty(n, dtype=np.int64) if (need_order or any_unsorted) else _EMPTY_I64
-    # rank is int32 whenever it fits: less to write in the scatter and to read
-    # in the gather (int64 only past 2**31 rows, a second compiled signature)
-    rank_dtype = np.int32 if n <= np.iinfo(np.int32).max else np.int64
-    rank = np.empty(n if need_rank else 0, dtype=rank_dtype)
+    order = np.empty(0 if for_input_order else n, dtype=np.int64)
+    # rank and prepos are int32 whenever they fit: less to write and to read
+    # (int64 only past 2**31 rows, a second compiled signature)
+    pos_dtype = np.int32 if n <= np.iinfo(np.int32).max else np.int64
+    rank = np.empty(n if for_input_order else 0, dtype=pos_dtype)
+    prepos = np.empty(n if (for_input_order and any_unsorted) else 0, dtype=pos_dtype)
     ts_s = np.empty(n, dtype=dtypes.TIMESTAMP)
     x_s = np.empty(n, dtype=dtypes.NOTIONAL)
     _run(
@@ -341,9 +348,9 @@ def _arrange(codes, ts, x, n_groups, *, need_order, need_rank):
     if any_unsorted:
         _run(
             kernels.sort_unsorted_segments,
-            [(offsets, group_unsorted, g0, g1, ts_s, x_s, order, rank) for g0, g1 in blocks],
+            [(offsets, group_unsorted, g0, g1, ts_s, x_s, order, prepos) for g0, g1 in blocks],
         )
-    return offsets, ts_s, x_s, order, rank, blocks
+    return offsets, ts_s, x_s, order, rank, prepos, group_unsorted, blocks
 
 
 # --------------------------------------------------------------------------
@@ -372,8 +379,8 @@ def window_stats(group_codes, timestamps_ns, notional, window_ns, n_groups=None)
     The input arrays are not modified.
     """
     codes, ts, x, w, n_groups = _prepare(group_codes, timestamps_ns, notional, window_ns, n_groups)
-    offsets, ts_s, x_s, order, _, blocks = _arrange(
-        codes, ts, x, n_groups, need_order=True, need_rank=False
+    offsets, ts_s, x_s, order, _, prepos, unsorted, blocks = _arrange(
+        codes, ts, x, n_groups, for_input_order=False
     )
     n = codes.shape[0]
     sums = np.empty(n, dtype=dtypes.NOTIONAL)
@@ -382,7 +389,10 @@ def window_stats(group_codes, timestamps_ns, notional, window_ns, n_groups=None)
     last = np.empty(n, dtype=np.int64)
     _run(
         kernels.window_sums_sorted,
-        [(offsets, g0, g1, ts_s, x_s, w, sums, counts, first, last) for g0, g1 in blocks],
+        [
+            (offsets, g0, g1, ts_s, x_s, w, sums, counts, first, last, unsorted, prepos)
+            for g0, g1 in blocks
+        ],
     )
     return WindowStats(order, offsets, sums, counts, first, last)
 
@@ -394,8 +404,8 @@ def rolling_window_sums(group_codes, timestamps_ns, notional, window_ns):
     ``(sums float64[n], counts int64[n])``. The input arrays are not modified.
     """
     codes, ts, x, w, n_groups = _prepare(group_codes, timestamps_ns, notional, window_ns, None)
-    offsets, ts_s, x_s, _, rank, blocks = _arrange(
-        codes, ts, x, n_groups, need_order=False, need_rank=True
+    offsets, ts_s, x_s, _, rank, prepos, unsorted, blocks = _arrange(
+        codes, ts, x, n_groups, for_input_order=True
     )
     n = codes.shape[0]
     sums_s = np.empty(n, dtype=dtypes.NOTIONAL)
@@ -403,12 +413,26 @@ def rolling_window_sums(group_codes, timestamps_ns, notional, window_ns):
     _run(
         kernels.window_sums_sorted,
         [
-            (offsets, g0, g1, ts_s, x_s, w, sums_s, counts_s, _EMPTY_I64, _EMPTY_I64)
+            (
+                offsets,
+                g0,
+                g1,
+                ts_s,
+                x_s,
+                w,
+                sums_s,
+                counts_s,
+                _EMPTY_I64,
+                _EMPTY_I64,
+                unsorted,
+                prepos,
+            )
             for g0, g1 in blocks
         ],
     )
-    # x_s and ts_s (int64, like counts) are free now: reuse them as the
-    # outputs instead of touching fresh memory
+    # sums_s/counts_s are at counting-sort positions, which rank maps input
+    # rows to. x_s and ts_s (int64, like counts) are free now: reuse them as
+    # the outputs instead of touching fresh memory
     counts = ts_s.view(dtypes.COUNT)
     _run(
         kernels.gather_by_rank,
