@@ -265,6 +265,7 @@ def test_boundary_conversions():
         (([0, 1], [0.0, 1.0], [1.0, 1.0], 5), TypeError, "integer nanoseconds"),
         (([0, 1], [0, 1], ["a", "b"], 5), TypeError, "real number"),
         (([[0, 1]], [[0, 1]], [[1.0, 1.0]], 5), ValueError, "1-D"),
+        ((0, 1, 1.0, 5), ValueError, "1-D"),
         (([0, 2**40], [0, 1], [1.0, 1.0], 5), ValueError, "int32"),
         (
             ([0, 1], np.array(["NaT", "2024-01-01"], "datetime64[ns]"), [1.0, 1.0], 5),
@@ -281,6 +282,22 @@ def test_bad_input_raises_clearly(args, exc, match):
 def test_n_groups_too_small():
     with pytest.raises(ValueError, match="n_groups"):
         window_stats([0, 3], [0, 1], [1.0, 1.0], 5, n_groups=3)
+    with pytest.raises(ValueError, match="n_groups"):
+        window_stats([], [], [], 5, n_groups=-2)
+
+
+def test_strided_and_big_endian_inputs():
+    rng = np.random.default_rng(9)
+    g = rng.integers(0, 3, 40).astype(np.int32)
+    t = rng.integers(0, 100, 40).astype(np.int64)
+    x = rng.lognormal(3, 1, 40)
+    expected = rolling_window_sums(g[::2], t[::2], x[::2], 10)
+    got = rolling_window_sums(
+        np.asarray(g[::2], ">i4"), np.asarray(t[::2], ">i8"), np.asarray(x[::2], ">f8"), 10
+    )
+    for a, b in zip(expected, got, strict=True):
+        np.testing.assert_array_equal(a, b)
+    check_against_reference(g[::2], t[::2], x[::2], 10)
 
 
 # --------------------------------------------------------------------------

@@ -82,7 +82,9 @@ def _as_1d(name: str, a: object) -> np.ndarray:
     arr = np.asarray(a)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
-    return arr
+    # contiguous: a strided view would make numba compile another
+    # specialisation of every kernel (seconds) and run slower
+    return np.ascontiguousarray(arr)
 
 
 def _codes(group_codes: object) -> tuple[np.ndarray, int]:
@@ -175,6 +177,8 @@ def _prepare(group_codes, timestamps_ns, notional, window_ns, n_groups):
         n_groups = cmax + 1
     else:
         n_groups = operator.index(n_groups)
+        if not 0 <= n_groups <= _CODE_LIMIT + 1:
+            raise ValueError(f"n_groups must be in [0, 2**31], got {n_groups}")
         if n_groups <= cmax:
             raise ValueError(f"n_groups={n_groups} but group_codes has code {cmax}")
     return codes, ts, x, w, n_groups
