@@ -489,3 +489,19 @@ def test_realistic_sums_bitwise_independent_of_permutation():
         s2, c2 = rolling_window_sums(g[perm], t[perm], x[perm], w)
         np.testing.assert_array_equal(c2, counts[perm])
         np.testing.assert_array_equal(s2, sums[perm])
+
+
+def test_read_only_inputs():
+    # e.g. np.frombuffer columns: read-only arrays are a separate numba type
+    g = np.array([0, 0, 1], np.int32)
+    t = np.array([3, 1, 2], np.int64)
+    x = np.array([1.0, 2.0, 4.0])
+    for a in (g, t, x):
+        a.flags.writeable = False
+    sums, counts = rolling_window_sums(g, t, x, 5)
+    np.testing.assert_array_equal(sums, [3.0, 2.0, 4.0])
+    ws = window_stats(g, t, x, 5)
+    ws.sums.flags.writeable = False
+    med, mad = group_median_mad(ws.sums, ws.group_offsets)
+    np.testing.assert_array_equal(med, [2.5, 4.0])
+    np.testing.assert_array_equal(mad, [0.5, 0.0])
