@@ -465,6 +465,12 @@ def test_group_sorted_per_chunk_but_not_across_chunks(many_threads):
         check_against_reference(g, t, x, 2)
 
 
+def test_precompile_returns_seconds():
+    from surv_kernel import windows
+
+    assert 0.0 < windows.precompile() < 600.0
+
+
 def test_num_threads_validation():
     from surv_kernel import windows
 

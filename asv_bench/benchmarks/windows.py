@@ -95,14 +95,8 @@ def trades(n, arrival):
 
 
 def warm_kernels():
-    """Compile (or load from cache) every kernel outside the timings: a tiny
-    call with a time-ordered group and with an unsorted one."""
-    g = np.array([0, 0, 1, 1], np.int32)
-    t = np.array([1, 2, 5, 3], np.int64)
-    x = np.ones(4)
-    windows.rolling_window_sums(g, t, x, 2)
-    stats = windows.window_stats(g, t, x, 2)
-    windows.group_median_mad(stats.sums, stats.group_offsets)
+    """Compile (or load from cache) every kernel outside the timings."""
+    windows.precompile()
 
 
 # --------------------------------------------------------------------------
