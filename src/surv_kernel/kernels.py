@@ -36,11 +36,14 @@ Every partial sum therefore contains only rows of the current window. Each
 partial is a double-double style compensated sum (TwoSum of the running high
 part, rounding errors accumulated in a separate low part; the Kahan-Babuska /
 Neumaier scheme), and the two partials are combined with one more TwoSum.
-Error bound for a window of ``m`` rows: ``|got - exact| <= 2u|exact| +
-O(m u^2) sum|x|`` with ``u = 2**-53``; the result matches ``math.fsum`` to
-about 1 ulp except when the window cancels almost to zero (``|exact| <<
-m u sum|x|``), where only the tiny absolute term remains. Notionals are
-non-negative in practice, so that case needs negative amounts (corrections).
+Error bound for a window of ``m`` rows, ``u = 2**-53``: the TwoSum errors
+are captured exactly, only their plain sum in the low parts rounds, so
+``|got - exact| <= 2u|exact| + m^2 u^2 sum|x|`` (crude first-order bound;
+``m^2 u^2 <= 1.5e-20`` for a million-row window). The result therefore
+matches ``math.fsum`` to about 1 ulp except when the window cancels almost
+to zero (``|exact|`` below ``m^2 u sum|x|``), where only that tiny absolute
+term remains. Notionals are non-negative in practice, so that case needs
+negative amounts (corrections) that cancel.
 
 Non-finite values follow IEEE addition over the window's rows, exactly as
 ``sum`` of the window would: a window holding a NaN sums to NaN, one holding
