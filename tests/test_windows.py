@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import math
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -469,6 +471,21 @@ def test_precompile_returns_seconds():
     from surv_kernel import windows
 
     assert 0.0 < windows.precompile() < 600.0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_kernels_work_in_a_forked_child(many_threads):
+    g = np.zeros(8, np.int32)
+    t = np.arange(8, dtype=np.int64)
+    x = np.ones(8)
+    expected = rolling_window_sums(g, t, x, 2)[0]  # parent pool now has threads
+    pid = os.fork()
+    if pid == 0:  # child: the inherited pool has no threads
+        signal.alarm(30)  # a hang (the bug this guards against) kills the child
+        ok = np.array_equal(rolling_window_sums(g, t, x, 2)[0], expected)
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_num_threads_validation():

@@ -200,8 +200,22 @@ _EMPTY_I64 = np.empty(0, dtype=np.int64)
 PARALLEL_MIN_ROWS = 200_000
 
 _pool: ThreadPoolExecutor | None = None
+_pool_workers = 0
 _pool_lock = threading.Lock()
 _num_threads: int | None = None
+
+
+def _forget_pool_after_fork() -> None:
+    # a forked child inherits the pool object but not its threads: tasks
+    # submitted to it would never run and the caller would wait forever
+    global _pool, _pool_workers, _pool_lock
+    _pool = None
+    _pool_workers = 0
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
 def _default_threads() -> int:
@@ -249,12 +263,13 @@ def _run(fn, arg_lists) -> None:
         for args in arg_lists:
             fn(*args)
         return
-    global _pool
+    global _pool, _pool_workers
     with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(
-                max_workers=max(1, get_num_threads() - 1), thread_name_prefix="surv-kernel"
-            )
+        if _pool is None or _pool_workers < helpers:
+            if _pool is not None:
+                _pool.shutdown(wait=False)  # running tasks finish; threads then exit
+            _pool_workers = max(1, get_num_threads() - 1)
+            _pool = ThreadPoolExecutor(max_workers=_pool_workers, thread_name_prefix="surv-kernel")
         pool = _pool
     counter = itertools.count()  # next() is atomic under the GIL
 
