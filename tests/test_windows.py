@@ -488,6 +488,29 @@ def test_kernels_work_in_a_forked_child(many_threads):
     assert os.waitstatus_to_exitcode(status) == 0
 
 
+def test_concurrent_callers_share_the_pool(many_threads):
+    # desks.py runs detections from several threads at once
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(4)
+    inputs = []
+    for _ in range(8):
+        n = 400
+        inputs.append(
+            (
+                rng.integers(0, 5, n).astype(np.int32),
+                rng.integers(0, 1000, n).astype(np.int64),
+                rng.lognormal(5, 2, n),
+            )
+        )
+    expected = [rolling_window_sums(g, t, x, 50) for g, t, x in inputs]
+    with ThreadPoolExecutor(max_workers=4) as callers:
+        got = list(callers.map(lambda a: rolling_window_sums(*a, 50), inputs))
+    for (s1, c1), (s2, c2) in zip(expected, got, strict=True):
+        np.testing.assert_array_equal(s1, s2)
+        np.testing.assert_array_equal(c1, c2)
+
+
 def test_num_threads_validation():
     from surv_kernel import windows
 
