@@ -570,10 +570,14 @@ def _select(a, lo, hi, k):
     """Rearrange ``a[lo:hi+1]`` so ``a[k]`` is its k-th smallest, with
     ``a[lo:k] <= a[k] <= a[k+1:hi+1]`` (quickselect, expected O(m)).
 
-    Median-of-three Hoare partitioning copes with many equal values; a budget
-    of ~2 log2(m) partition rounds bounds adversarial inputs (introselect):
-    when it runs out the remaining range is heapsorted, O(m log m) worst case.
-    ``a`` must hold no NaN."""
+    Hoare partitioning copes with many equal values. The pivot is the median
+    of three values at pseudo-random positions (a fixed-seed xorshift, so runs
+    are reproducible; the selected value does not depend on pivots anyway):
+    fixed positions (first/middle/last) degrade on V-shaped inputs such as the
+    deviations |x - median| of sorted data. A budget of ~2 log2(m) partition
+    rounds bounds adversarial inputs (introselect): when it runs out the
+    remaining range is heapsorted, O(m log m) worst case. No NaN in ``a``."""
+    state = np.uint64(0x9E3779B97F4A7C15)
     budget = 8
     m = hi - lo + 1
     while m > 1:
@@ -594,10 +598,19 @@ def _select(a, lo, hi, k):
             _heapsort(a, lo, hi)
             return
         budget -= 1
-        mid = (lo + hi) >> 1
-        x0 = a[lo]
-        x1 = a[mid]
-        x2 = a[hi]
+        span = np.uint64(hi - lo + 1)
+        state ^= state << np.uint64(13)
+        state ^= state >> np.uint64(7)
+        state ^= state << np.uint64(17)
+        x0 = a[lo + np.int64(state % span)]
+        state ^= state << np.uint64(13)
+        state ^= state >> np.uint64(7)
+        state ^= state << np.uint64(17)
+        x1 = a[lo + np.int64(state % span)]
+        state ^= state << np.uint64(13)
+        state ^= state >> np.uint64(7)
+        state ^= state << np.uint64(17)
+        x2 = a[lo + np.int64(state % span)]
         if x0 > x1:
             x0, x1 = x1, x0
         if x1 > x2:
