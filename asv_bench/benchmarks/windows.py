@@ -25,6 +25,14 @@ input rows. What each peer computes:
   ends at the row itself among equal timestamps, so values differ on ties.
   Skipped at 10M in asv.
 
+Memory (by construction, not measured: RSS sampling cannot see what polars'
+allocator or glibc reuse): rolling_window_sums allocates 36 bytes per row
+(40 when some group needs the time sort), its two outputs included;
+window_stats 56 bytes per row, 40 of them returned.
+
+First-touch note: on this VM a fresh process pays ~1 s of page faults for the
+first ~500 MB it ever touches, so every setup below runs the function once.
+
 Standalone, side by side in one process (interleaved rounds, best and median):
     PYTHONPATH=src:python python asv_bench/benchmarks/windows.py
     PYTHONPATH=src:python python asv_bench/benchmarks/windows.py --sizes 1e6 --peers polars,duckdb,pandas
@@ -190,7 +198,7 @@ class _Base:
         except ImportError as exc:
             raise NotImplementedError(f"{self.runner} not installed: {exc}") from None
         warm_kernels()
-        self.run()  # warm caches / lazy initialisation outside the timing
+        self.run()  # warm caches, lazy initialisation, first-touch page faults
 
 
 class RollingWindowSums(_Base):
@@ -199,17 +207,11 @@ class RollingWindowSums(_Base):
     def time_rolling_window_sums(self, n, arrival):
         self.run()
 
-    def peakmem_rolling_window_sums(self, n, arrival):
-        self.run()
-
 
 class PolarsRollingSumBy(_Base):
     runner = "polars"
 
     def time_polars_rolling_sum_by_over(self, n, arrival):
-        self.run()
-
-    def peakmem_polars_rolling_sum_by_over(self, n, arrival):
         self.run()
 
 
@@ -242,6 +244,9 @@ class WindowStatsAndMedian:
         self.g, self.t, self.x = trades(n, arrival)
         warm_kernels()
         self.stats = windows.window_stats(self.g, self.t, self.x, WINDOW_NS)
+        # once more, discarded: a fresh process pays ~1 s of first-touch page
+        # faults (this VM) for memory it has never used; keep that out too
+        windows.window_stats(self.g, self.t, self.x, WINDOW_NS)
 
     def time_window_stats(self, n, arrival):
         windows.window_stats(self.g, self.t, self.x, WINDOW_NS)
