@@ -9,6 +9,7 @@ concatenated without re-encoding.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -70,15 +71,21 @@ class Dictionary:
 
 
 class Dictionaries:
-    """The string dictionaries of one run (shared by every batch of the run)."""
+    """The string dictionaries of one run (shared by every batch of the run).
 
-    __slots__ = ("asset_class", "currency", "desk", "trader")
+    ``trade_ids`` is the run's set of accepted trade ids, kept by
+    :mod:`surv_kernel.ingest` to quarantine duplicates across chunks and desks
+    (None until ingest first needs it; see ``surv_kernel.ingest.TradeIdSet``).
+    """
+
+    __slots__ = ("asset_class", "currency", "desk", "trade_ids", "trader")
 
     def __init__(self) -> None:
         self.trader = Dictionary()
         self.asset_class = Dictionary()
         self.currency = Dictionary()
         self.desk = Dictionary()
+        self.trade_ids: Any = None
 
 
 _COLUMNS = {

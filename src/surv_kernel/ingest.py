@@ -1,0 +1,1662 @@
+"""Ingest: desk feeds and legacy trade dicts -> columnar batches + quarantine.
+
+Entry points
+------------
+``decode_feed(data, desk=None)``
+    One feed in memory (bytes or str, a JSON array or NDJSON) ->
+    ``(TradeBatch, Quarantine)``.
+``iter_feed(source, chunk_size=8 MiB)``
+    A feed file (path, binary file object, or bytes) read ``chunk_size`` bytes
+    at a time, yielding ``(TradeBatch, Quarantine)`` per chunk. Peak memory
+    depends on ``chunk_size`` and ``IngestLimits.max_record_bytes``, not on
+    the size of the feed; JSON arrays are split incrementally (string, escape
+    and bracket state carried across reads), not loaded whole.
+``columns_from_dicts(trades)``
+    The legacy list-of-dicts path used by ``detect_anomalies``.
+
+All three take ``dictionaries=`` (one :class:`~surv_kernel.batch.Dictionaries`
+per run, shared by every chunk and desk so codes agree; a new one when
+omitted) and ``limits=`` (:class:`IngestLimits`).
+
+Formats
+-------
+The first non-blank byte decides: ``[`` is a JSON array of trade objects,
+``{`` is NDJSON (one object per line; blank lines are skipped). Anything else,
+an empty feed, a feed none of whose records is even valid JSON, or data after
+the array's closing ``]`` (an unknown number of trades we cannot read) is not
+a feed: :class:`FeedError`, loud, never an empty or silently shortened batch.
+A UTF-8 byte order mark at the start is skipped.
+
+Fast path
+---------
+Records are parsed natively (:mod:`surv_kernel.feedscan`) straight into
+columns and string spans; strings are interned through a hash table and trade
+ids hashed for duplicate detection without creating a Python object per trade.
+A record the native parser does not fully understand (escapes, non-ASCII,
+nested extra fields, a type error, invalid JSON) is handed to msgspec with the
+schema's :class:`~surv_kernel.schema.Trade` (``Decoder(list[Trade])`` on a
+group of records, one ``Decoder(Trade)`` per record if the group fails), so a
+bad record costs a slow path for itself and a few neighbours, and the good
+records around it are never lost. Both paths produce identical columns.
+
+Quarantine
+----------
+Each record that cannot be used becomes a :class:`QuarantineRecord` with the
+desk, its position (0-based index of the record in the feed: array element,
+non-blank NDJSON line, or list index), its byte offset, a bounded excerpt of
+its raw text and one reason (the first that applies, in this order):
+
+=======================  ====================================================
+``record_too_large``     longer than ``max_record_bytes``
+``bad_json``             not valid JSON (also: invalid UTF-8, a missing comma)
+``truncated``            the feed ends inside a record, or a JSON array is
+                         never closed (one extra record says so)
+``wrong_type``           not an object, or a field of the wrong JSON type
+                         (no coercion: ``"100"`` is not a notional)
+``missing_field``        a schema field is absent
+``empty_id``             ``trade_id`` or ``trader_id`` is ``""``
+``unknown_currency``     no FX rate (never silently 1.0)
+``unknown_asset_class``  no alert floor (never silently exempt)
+``bad_notional``         NaN, infinite, zero or negative, or out of float range
+``notional_too_large``   above ``max_notional_usd`` (default 1e12 USD) in USD
+``bad_timestamp``        not in [2000-01-01, 2100-01-01) UTC (default); this
+                         also catches feeds in milliseconds (year ~55000)
+``duplicate_trade_id``   the id was already accepted earlier in the run
+=======================  ====================================================
+
+Duplicates: the first *accepted* record with an id is kept, later ones are
+quarantined, in feed order, across chunks and desks of one run (the
+``Dictionaries``). A record quarantined for another reason does not reserve
+its id. Ids are compared by a 64-bit hash of their UTF-8 bytes (FNV-1a +
+fmix64, deterministic across processes): 8 bytes per accepted id at a load of
+at most 1/2 (~16-32 MB per 1M ids instead of ~100 MB for a Python set of
+str). Two different ids collide with probability about n**2 / 2**65 (1e-7 for
+2M ids); a collision would quarantine a good trade as a duplicate - visible
+and counted, never silent.
+
+Timestamps are float64 epoch seconds in the feed; they become int64
+nanoseconds as the nearest nanosecond of that float (integer and fractional
+parts converted separately, so the conversion adds < 1 ns of error). A
+float64 near 1.7e9 s resolves ~0.24 microseconds, which bounds the precision
+the feed itself carries.
+
+Every quarantined record is counted on the :class:`Quarantine` (``counts`` by
+reason) and summarised at WARNING on this module's logger, per call or chunk.
+At most ``max_quarantine_records`` are kept per Quarantine (a hostile feed of
+a billion bad lines must not exhaust memory); the rest are counted in
+``dropped`` and ``counts``.
+
+Nothing here touches feed data with pickle or eval.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import reprlib
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from operator import attrgetter, methodcaller
+from typing import Any, BinaryIO, Literal, overload
+
+import msgspec
+import numpy as np
+
+from . import dtypes
+from . import feedscan as fs
+from .batch import Dictionaries, Dictionary, TradeBatch
+from .reference import (
+    ASSET_CLASS_FLOORS_USD,
+    FX_RATES_USD,
+    UnknownAssetClassError,
+    UnknownCurrencyError,
+)
+from .schema import Trade
+
+__all__ = [
+    "DEFAULT_CHUNK_BYTES",
+    "DEFAULT_LIMITS",
+    "REASONS",
+    "FeedError",
+    "IngestLimits",
+    "Quarantine",
+    "QuarantineRecord",
+    "TradeIdSet",
+    "columns_from_dicts",
+    "decode_feed",
+    "iter_feed",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_BYTES = 8 << 20
+
+# ---------------------------------------------------------------------------
+# Reasons
+# ---------------------------------------------------------------------------
+RECORD_TOO_LARGE = "record_too_large"
+BAD_JSON = "bad_json"
+TRUNCATED = "truncated"
+WRONG_TYPE = "wrong_type"
+MISSING_FIELD = "missing_field"
+EMPTY_ID = "empty_id"
+UNKNOWN_CURRENCY = "unknown_currency"
+UNKNOWN_ASSET_CLASS = "unknown_asset_class"
+BAD_NOTIONAL = "bad_notional"
+NOTIONAL_TOO_LARGE = "notional_too_large"
+BAD_TIMESTAMP = "bad_timestamp"
+DUPLICATE_TRADE_ID = "duplicate_trade_id"
+
+#: Every quarantine reason.
+REASONS: tuple[str, ...] = (
+    RECORD_TOO_LARGE,
+    BAD_JSON,
+    TRUNCATED,
+    WRONG_TYPE,
+    MISSING_FIELD,
+    EMPTY_ID,
+    UNKNOWN_CURRENCY,
+    UNKNOWN_ASSET_CLASS,
+    BAD_NOTIONAL,
+    NOTIONAL_TOO_LARGE,
+    BAD_TIMESTAMP,
+    DUPLICATE_TRADE_ID,
+)
+# reasons that say the record was not even JSON (the "feed is not JSON" rule)
+_NOT_JSON = frozenset({RECORD_TOO_LARGE, BAD_JSON, TRUNCATED})
+
+# value checks on columns, as uint8 codes (0 = keep), in priority order
+_V_TOO_LARGE, _V_EMPTY_ID, _V_CURRENCY, _V_ASSET, _V_NOTIONAL, _V_USD, _V_TIME, _V_DUP = range(1, 9)
+_V_REASON = {
+    _V_TOO_LARGE: RECORD_TOO_LARGE,
+    _V_EMPTY_ID: EMPTY_ID,
+    _V_CURRENCY: UNKNOWN_CURRENCY,
+    _V_ASSET: UNKNOWN_ASSET_CLASS,
+    _V_NOTIONAL: BAD_NOTIONAL,
+    _V_USD: NOTIONAL_TOO_LARGE,
+    _V_TIME: BAD_TIMESTAMP,
+    _V_DUP: DUPLICATE_TRADE_ID,
+}
+
+
+class FeedError(ValueError):
+    """A whole feed is unusable: not JSON at all, empty, or over a size limit."""
+
+
+class IngestLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """Bounds applied at ingest (all documented defaults, all adjustable)."""
+
+    #: ``decode_feed`` refuses larger inputs (use ``iter_feed``: it streams).
+    max_feed_bytes: int = 1 << 30
+    #: A record (array element or NDJSON line) longer than this is quarantined
+    #: as ``record_too_large`` and skipped without being buffered whole.
+    max_record_bytes: int = 64 << 10
+    #: Notionals above this many USD are ``notional_too_large``.
+    max_notional_usd: float = 1e12
+    #: Accepted timestamps: ``min_timestamp <= t < max_timestamp`` epoch
+    #: seconds (defaults 2000-01-01 and 2100-01-01 UTC).
+    min_timestamp: float = 946_684_800.0
+    max_timestamp: float = 4_102_444_800.0
+    #: Bytes of raw text kept per quarantined record.
+    raw_bytes: int = 512
+    #: Quarantine records kept per Quarantine object; more are only counted.
+    max_quarantine_records: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.max_record_bytes < fs.MIN_RECORD_BYTES:
+            raise ValueError(
+                f"max_record_bytes={self.max_record_bytes} is below the smallest possible "
+                f"trade record ({fs.MIN_RECORD_BYTES} bytes)"
+            )
+        if not 0 <= self.raw_bytes <= self.max_record_bytes:
+            raise ValueError(f"raw_bytes must be in [0, max_record_bytes], got {self.raw_bytes}")
+        if not self.min_timestamp < self.max_timestamp:
+            raise ValueError("min_timestamp must be below max_timestamp")
+        if not self.max_notional_usd > 0:
+            raise ValueError("max_notional_usd must be positive")
+        if self.max_feed_bytes <= 0 or self.max_quarantine_records < 0:
+            raise ValueError("max_feed_bytes must be positive, max_quarantine_records >= 0")
+
+
+DEFAULT_LIMITS = IngestLimits()
+
+
+# ---------------------------------------------------------------------------
+# Quarantine
+# ---------------------------------------------------------------------------
+class QuarantineRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One record set aside at ingest, and why."""
+
+    desk: str | None
+    #: 0-based index of the record in its feed (array element, non-blank
+    #: NDJSON line) or in the list given to ``columns_from_dicts``.
+    position: int
+    reason: str
+    #: Human-readable specifics (the offending value, the decoder's message).
+    detail: str
+    #: The record's text, at most ``IngestLimits.raw_bytes`` bytes (invalid
+    #: UTF-8 replaced); for dicts a bounded ``repr``.
+    raw: str
+    #: Byte offset of the record in the feed (None for dicts).
+    offset: int | None = None
+    trade_id: str | None = None
+
+
+class Quarantine(Sequence[QuarantineRecord]):
+    """The records set aside by one ingest call (or one chunk), in feed order.
+
+    A sequence of :class:`QuarantineRecord`; ``counts`` has every quarantined
+    record by reason (exact even when records were ``dropped`` beyond
+    ``max_records``), ``defaulted`` the legacy-dict fields filled with a
+    default (``currency`` -> USD, ``surveillance_required`` -> False).
+    """
+
+    __slots__ = ("_records", "counts", "defaulted", "dropped", "max_records")
+
+    def __init__(
+        self,
+        records: Iterable[QuarantineRecord] = (),
+        *,
+        max_records: int = DEFAULT_LIMITS.max_quarantine_records,
+    ) -> None:
+        self._records: list[QuarantineRecord] = []
+        self.counts: Counter[str] = Counter()
+        self.defaulted: Counter[str] = Counter()
+        self.dropped = 0
+        self.max_records = max_records
+        for record in records:
+            self.add(record)
+
+    def add(self, record: QuarantineRecord) -> None:
+        self.counts[record.reason] += 1
+        if len(self._records) < self.max_records:
+            self._records.append(record)
+        else:
+            self.dropped += 1
+
+    def extend(self, other: Quarantine) -> None:
+        """Append another quarantine's records and counts (e.g. chunks of one feed)."""
+        for record in other._records:
+            if len(self._records) < self.max_records:
+                self._records.append(record)
+            else:
+                self.dropped += 1
+        self.counts.update(other.counts)
+        self.defaulted.update(other.defaulted)
+        self.dropped += other.dropped
+
+    @property
+    def total(self) -> int:
+        """All quarantined records, kept or dropped."""
+        return sum(self.counts.values())
+
+    @overload
+    def __getitem__(self, index: int) -> QuarantineRecord: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[QuarantineRecord]: ...
+    def __getitem__(self, index: int | slice) -> QuarantineRecord | list[QuarantineRecord]:
+        return self._records[index]
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __iter__(self) -> Iterator[QuarantineRecord]:
+        return iter(self._records)
+
+    def __bool__(self) -> bool:
+        return bool(self.counts)
+
+    def __repr__(self) -> str:
+        return f"<Quarantine {self.total} records {dict(self.counts)}>"
+
+
+def _log_quarantine(q: Quarantine, desk: str | None, what: str) -> None:
+    if q.counts:
+        log.warning(
+            "%s%s: %d record(s) quarantined, not analysed: %s (first positions %s)",
+            what,
+            "" if desk is None else f" desk {desk!r}",
+            q.total,
+            dict(q.counts),
+            [r.position for r in q[:5]],
+        )
+    if q.defaulted:
+        log.warning(
+            "%s%s: legacy defaults applied: %s (missing currency -> USD and missing "
+            "surveillance_required -> False, as the received pipeline did)",
+            what,
+            "" if desk is None else f" desk {desk!r}",
+            dict(q.defaulted),
+        )
+
+
+# ---------------------------------------------------------------------------
+# Run state: the duplicate set and string tables
+# ---------------------------------------------------------------------------
+# Serialises every change to run-wide state (dictionary codes, the trade id
+# set): several desks may ingest into one Dictionaries from threads.
+_RUN_LOCK = threading.Lock()
+
+
+class TradeIdSet:
+    """The accepted trade ids of one run, as 64-bit hashes (see module doc).
+
+    Open addressing with linear probing in a NumPy ``uint64`` table kept at
+    most half full; lives on ``Dictionaries.trade_ids``.
+    """
+
+    __slots__ = ("_count", "_table")
+
+    def __init__(self, capacity: int = 1 << 12) -> None:
+        self._table = np.zeros(_pow2_at_least(max(capacity, 16)), np.uint64)
+        self._count = 0
+
+    def reserve(self, n: int) -> None:
+        """Make room for ``n`` more ids without rehashing on the way."""
+        need = 2 * (self._count + int(n))
+        if need > self._table.shape[0]:
+            table = np.zeros(_pow2_at_least(need), np.uint64)
+            fs.rehash_set(self._table, table)
+            self._table = table
+
+    def mark_duplicates(self, hashes: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+        """Insert the candidate rows' hashes in order; True where a row's id was
+        already present (earlier in the run or earlier in ``hashes``)."""
+        self.reserve(int(np.count_nonzero(candidate)))
+        duplicate = np.zeros(hashes.shape[0], np.bool_)
+        self._count = fs.mark_duplicates(hashes, candidate, self._table, self._count, duplicate)
+        return duplicate
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def nbytes(self) -> int:
+        return self._table.nbytes
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(int(n) - 1, 1).bit_length()
+
+
+class _StringTable:
+    """Byte strings -> local codes for one ingest call (a native hash table,
+    see ``feedscan._intern_one``), plus the local -> run code mapping into a
+    :class:`Dictionary`."""
+
+    __slots__ = (
+        "arena",
+        "dictionary",
+        "lut",
+        "offsets",
+        "slot_hash",
+        "slots",
+        "state",
+        "values",
+        "words",
+    )
+
+    def __init__(self, dictionary: Dictionary) -> None:
+        self.dictionary = dictionary
+        self.slots = np.full(256, -1, np.int64)
+        self.slot_hash = np.zeros(256, np.uint64)
+        self.arena = np.empty(1 << 12, np.uint8)
+        self.offsets = np.zeros(129, np.int64)
+        self.words = np.zeros(2 * 129, np.uint64)
+        self.state = np.zeros(2, np.int64)  # [codes, arena bytes used]
+        self.values: list[str] = []
+        self.lut = np.full(0, -1, np.int32)
+
+    @property
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return self.slots, self.slot_hash, self.arena, self.offsets, self.words, self.state
+
+    def grow(self, length: int) -> None:
+        """Room for at least one more entry of ``length`` bytes (doubling)."""
+        n, used = (int(x) for x in self.state)
+        if 2 * (n + 1) > self.slots.shape[0]:
+            slots = np.full(2 * self.slots.shape[0], -1, np.int64)
+            slot_hash = np.zeros(slots.shape[0], np.uint64)
+            fs.rehash_codes(self.slot_hash, self.slots, slots, slot_hash)
+            self.slots, self.slot_hash = slots, slot_hash
+        if used + length > self.arena.shape[0]:
+            arena = np.empty(_pow2_at_least(max(2 * self.arena.shape[0], used + length)), np.uint8)
+            arena[:used] = self.arena[:used]
+            self.arena = arena
+        if n + 2 > self.offsets.shape[0]:
+            offsets = np.zeros(2 * self.offsets.shape[0], np.int64)
+            offsets[: n + 1] = self.offsets[: n + 1]
+            self.offsets = offsets
+            words = np.zeros(2 * offsets.shape[0], np.uint64)
+            words[: 2 * n] = self.words[: 2 * n]
+            self.words = words
+
+    def sync(self) -> None:
+        """Decode the values the kernels added since the last call."""
+        n = int(self.state[0])
+        old = len(self.values)
+        if n > old:
+            off = self.offsets
+            arena = self.arena
+            self.values.extend(
+                arena[off[c] : off[c + 1]].tobytes().decode("utf-8", "surrogatepass")
+                for c in range(old, n)
+            )
+            self.lut = np.concatenate([self.lut, np.full(n - old, -1, np.int32)])
+
+    def intern(self, buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Local codes of the byte strings ``buf[starts[i]:starts[i]+lengths[i]]``."""
+        codes = np.empty(starts.shape[0], np.int64)
+        i = 0
+        while True:
+            i = fs.intern_spans(buf, starts, lengths, *self.arrays, codes, i)
+            if i >= starts.shape[0]:
+                break
+            self.grow(int(lengths[i]))
+        self.sync()
+        return codes
+
+    def assign(self, codes: np.ndarray, keep: np.ndarray) -> None:
+        """Give run codes (``lut``) to the values of kept rows that have none,
+        in order of first appearance among kept rows (under ``_RUN_LOCK``)."""
+        new = np.empty(len(self.values), np.int64)
+        n_new = fs.first_unassigned(codes, keep, self.lut, new)
+        code = self.dictionary.code
+        values = self.values
+        for c in new[:n_new].tolist():
+            self.lut[c] = code(values[c])
+
+
+class _Run:
+    """The state of one ingest call: limits, desk, string tables, duplicates."""
+
+    def __init__(
+        self, desk: str | None, dictionaries: Dictionaries | None, limits: IngestLimits | None
+    ) -> None:
+        self.desk = desk
+        self.dictionaries = dictionaries if dictionaries is not None else Dictionaries()
+        self.limits = limits if limits is not None else DEFAULT_LIMITS
+        d = self.dictionaries
+        with _RUN_LOCK:
+            self.desk_code = d.desk.code(desk if desk is not None else "")
+            if d.trade_ids is None:
+                d.trade_ids = TradeIdSet()
+        self.asset_class = _StringTable(d.asset_class)
+        self.currency = _StringTable(d.currency)
+        self.trader = _StringTable(d.trader)
+
+    def quarantine(self) -> Quarantine:
+        return Quarantine(max_records=self.limits.max_quarantine_records)
+
+    def record(
+        self,
+        q: Quarantine,
+        position: int,
+        reason: str,
+        detail: str,
+        raw: bytes | str,
+        offset: int | None = None,
+        trade_id: str | None = None,
+    ) -> None:
+        if isinstance(raw, (bytes, bytearray, memoryview)):
+            raw = bytes(raw[: self.limits.raw_bytes]).decode("utf-8", "replace")
+        q.add(
+            QuarantineRecord(
+                desk=self.desk,
+                position=int(position),
+                reason=reason,
+                detail=detail,
+                raw=raw,
+                offset=offset,
+                trade_id=trade_id,
+            )
+        )
+
+    # -- the common tail of every path: value checks, duplicates, codes -----
+    def finish(
+        self,
+        q: Quarantine,
+        sink: _Sink,
+        *,
+        positions: np.ndarray,
+        lengths: np.ndarray,
+        notional: np.ndarray,
+        timestamp: np.ndarray,
+        surveillance: np.ndarray,
+        asset_class: np.ndarray,
+        currency: np.ndarray,
+        trader: np.ndarray,
+        id_hash: np.ndarray,
+        id_len: np.ndarray,
+        trader_len: np.ndarray,
+        ids_of: Callable[[np.ndarray], np.ndarray],
+        raw_of: Callable[[int], bytes | str],
+        offset_of: Callable[[int], int | None],
+        earlier: Sequence[tuple[int, str, str, bytes | str, int | None, str | None]] = (),
+        hint: int = 0,
+    ) -> None:
+        """Check values, drop duplicates, intern, and append one part's kept
+        rows to ``sink`` (``hint``: rows the sink may expect in total).
+
+        ``asset_class``/``currency``/``trader`` are local codes of this call's
+        string tables; ``ids_of(rows)`` gives the trade ids of ``rows`` (all
+        rows for None); ``earlier`` holds records the part already rejected
+        while decoding (position, reason, detail, raw, offset, trade_id); all
+        quarantine records of the part are added in position order.
+        """
+        lim = self.limits
+        n = positions.shape[0]
+        reason = np.empty(n, np.uint8)
+        usd = np.empty(n, np.float64)
+        rate = np.array([FX_RATES_USD.get(v, np.nan) for v in self.currency.values], np.float64)
+        known_asset = np.array(
+            [v in ASSET_CLASS_FLOORS_USD for v in self.asset_class.values], np.bool_
+        )
+        fs.check_values(
+            lengths,
+            lim.max_record_bytes,
+            id_len,
+            trader_len,
+            currency,
+            rate,
+            asset_class,
+            known_asset,
+            notional,
+            timestamp,
+            lim.max_notional_usd,
+            lim.min_timestamp,
+            lim.max_timestamp,
+            reason,
+            usd,
+        )
+        with _RUN_LOCK:
+            duplicate = self.dictionaries.trade_ids.mark_duplicates(id_hash, reason == 0)
+            reason[duplicate] = _V_DUP
+            keep = reason == 0
+            self.trader.assign(trader, keep)
+            self.asset_class.assign(asset_class, keep)
+            self.currency.assign(currency, keep)
+
+        bad = np.flatnonzero(~keep)
+        entries = list(earlier)
+        if bad.size:
+            bad_ids = ids_of(bad)
+            for row, trade_id in zip(bad.tolist(), bad_ids.tolist(), strict=True):
+                code = int(reason[row])
+                entries.append(
+                    (
+                        int(positions[row]),
+                        _V_REASON[code],
+                        self._detail(
+                            code,
+                            row,
+                            lengths,
+                            notional,
+                            usd,
+                            timestamp,
+                            currency,
+                            asset_class,
+                            trade_id,
+                        ),
+                        raw_of(row),
+                        offset_of(row),
+                        # an over-long record is skipped unread when streamed,
+                        # so it never reports an id (the same on every path)
+                        None if code == _V_TOO_LARGE else trade_id,
+                    )
+                )
+        entries.sort(key=lambda e: e[0])
+        for position, why, detail, raw, offset, trade_id in entries:
+            self.record(q, position, why, detail, raw, offset, trade_id)
+
+        # the kept rows straight into the batch's columns (no concatenation)
+        every = bool(keep.all())
+        rows = None if every else np.flatnonzero(keep)
+        m = n if rows is None else rows.shape[0]
+        if not m:
+            return
+        a = sink.reserve(m, hint)
+        b = a + m
+        cols = sink.cols
+        fs.seconds_to_ns(
+            timestamp, np.arange(n) if rows is None else rows, cols["timestamp_ns"][a:b]
+        )
+        _put(cols["notional_usd"][a:b], usd, rows)
+        _put(cols["notional"][a:b], notional, rows)
+        _put(cols["trader"][a:b], self.trader.lut, trader if every else trader[rows])
+        _put(
+            cols["asset_class"][a:b],
+            self.asset_class.lut,
+            asset_class if every else asset_class[rows],
+        )
+        _put(cols["currency"][a:b], self.currency.lut, currency if every else currency[rows])
+        cols["desk"][a:b] = self.desk_code
+        _put(cols["surveillance_required"][a:b], surveillance, rows)
+        sink.ids[a:b] = ids_of(rows)
+        sink.n = b
+
+    def _detail(
+        self,
+        code: int,
+        row: int,
+        lengths: np.ndarray,
+        notional: np.ndarray,
+        usd: np.ndarray,
+        timestamp: np.ndarray,
+        currency: np.ndarray,
+        asset_class: np.ndarray,
+        trade_id: str,
+    ) -> str:
+        lim = self.limits
+        if code == _V_TOO_LARGE:
+            return f"record of {int(lengths[row])} bytes exceeds max_record_bytes={lim.max_record_bytes}"
+        if code == _V_EMPTY_ID:
+            return "trade_id is empty" if trade_id == "" else "trader_id is empty"
+        if code == _V_CURRENCY:
+            return str(UnknownCurrencyError(self.currency.values[currency[row]]))
+        if code == _V_ASSET:
+            return str(UnknownAssetClassError(self.asset_class.values[asset_class[row]]))
+        if code == _V_NOTIONAL:
+            return f"notional {float(notional[row])!r} is not a positive finite amount"
+        if code == _V_USD:
+            return (
+                f"notional {float(notional[row])!r} {self.currency.values[currency[row]]} = "
+                f"{float(usd[row]):.6g} USD exceeds max_notional_usd={lim.max_notional_usd:g}"
+            )
+        if code == _V_TIME:
+            return (
+                f"timestamp {float(timestamp[row])!r} is outside [{lim.min_timestamp:.0f}, "
+                f"{lim.max_timestamp:.0f}) epoch seconds"
+            )
+        return f"trade_id {trade_id!r} was already accepted earlier in this run; first kept"
+
+    # -- parts -------------------------------------------------------------
+    def native_part(
+        self,
+        q: Quarantine,
+        sink: _Sink,
+        buf: np.ndarray,
+        base: int,
+        out: _NativeOut,
+        k: int,
+        first: int,
+        hint: int,
+    ) -> None:
+        """Rows ``0..k`` of the native parser's output."""
+        rs = out.rec_start[:k]
+        sl = out.str_len[:, :k]
+        for table in (self.asset_class, self.currency, self.trader):
+            table.sync()
+        # every id of the part at once: one decode and one split, no loop
+        text = out.id_buf[: out.id_end[k - 1] - 1].tobytes().decode("ascii")
+        ids = _object_array(text.split("\n"))
+        self.finish(
+            q,
+            sink,
+            hint=hint,
+            positions=np.arange(first, first + k, dtype=np.int64),
+            lengths=out.rec_end[:k] - rs,
+            notional=out.floats[0, :k],
+            timestamp=out.floats[1, :k],
+            surveillance=out.flags[:k],
+            asset_class=out.codes[0, :k],
+            currency=out.codes[1, :k],
+            trader=out.codes[2, :k],
+            id_hash=out.str_hash[fs.STR_TRADE_ID, :k],
+            id_len=sl[fs.STR_TRADE_ID],
+            trader_len=sl[fs.STR_TRADER_ID],
+            ids_of=lambda rows: ids if rows is None else ids[rows],
+            raw_of=lambda row: buf[rs[row] : out.rec_end[row]].tobytes(),
+            offset_of=lambda row: base + int(rs[row]),
+        )
+
+    def values_part(
+        self,
+        q: Quarantine,
+        sink: _Sink,
+        *,
+        ids: list[str],
+        asset_class: list[str],
+        currency: list[str],
+        trader: list[str],
+        notional: np.ndarray,
+        timestamp: np.ndarray,
+        surveillance: np.ndarray,
+        positions: np.ndarray,
+        lengths: np.ndarray,
+        raw_of: Callable[[int], bytes | str],
+        offset_of: Callable[[int], int | None],
+        earlier: list[tuple[int, str, str, bytes | str, int | None, str | None]],
+    ) -> None:
+        """Rows given as Python values (msgspec Structs or legacy dicts)."""
+        id_buf, id_start, id_len = _utf8_spans(ids)
+        id_hash = np.empty(len(ids), np.uint64)
+        fs.hash_spans(id_buf, id_start, id_len, id_hash)
+        trader_spans = _utf8_spans(trader)
+        id_array = _object_array(ids)
+        self.finish(
+            q,
+            sink,
+            positions=positions,
+            lengths=lengths,
+            notional=notional,
+            timestamp=timestamp,
+            surveillance=surveillance,
+            asset_class=self.asset_class.intern(*_utf8_spans(asset_class)),
+            currency=self.currency.intern(*_utf8_spans(currency)),
+            trader=self.trader.intern(*trader_spans),
+            id_hash=id_hash,
+            id_len=id_len,
+            trader_len=trader_spans[2],
+            ids_of=lambda rows: id_array if rows is None else id_array[rows],
+            raw_of=raw_of,
+            offset_of=offset_of,
+            earlier=earlier,
+        )
+
+
+def _field(
+    starts: np.ndarray, lengths: np.ndarray, hashes: np.ndarray, j: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return starts[j], lengths[j], hashes[j]
+
+
+def _object_array(values: list[Any]) -> np.ndarray:
+    return np.fromiter(values, object, len(values))
+
+
+def _put(dst: np.ndarray, src: np.ndarray, rows: np.ndarray | None) -> None:
+    """``dst[:] = src[rows]`` (all of ``src`` for None) without a temporary."""
+    if rows is None:
+        dst[...] = src
+    else:
+        np.take(src, rows, out=dst)
+
+
+_OUT_COLUMNS = (
+    ("timestamp_ns", dtypes.TIMESTAMP),
+    ("notional_usd", dtypes.NOTIONAL),
+    ("notional", dtypes.NOTIONAL),
+    ("trader", dtypes.CODE),
+    ("asset_class", dtypes.CODE),
+    ("currency", dtypes.CODE),
+    ("desk", dtypes.CODE),
+    ("surveillance_required", np.dtype(np.bool_)),
+)
+
+
+class _Sink:
+    """The columns of one output batch, preallocated and filled part by part,
+    so a feed decoded in many parts is not concatenated (copied) at the end.
+    Grows by half when an estimate falls short."""
+
+    __slots__ = ("cols", "dictionaries", "ids", "n")
+
+    def __init__(self, dictionaries: Dictionaries, capacity: int = 0) -> None:
+        self.dictionaries = dictionaries
+        self.n = 0
+        self.cols = {name: np.empty(capacity, dtype) for name, dtype in _OUT_COLUMNS}
+        self.ids = np.empty(capacity, object)
+
+    def reserve(self, m: int, hint: int = 0) -> int:
+        """Room for ``m`` more rows (``hint``: the total to expect); returns
+        the first free row."""
+        need = self.n + m
+        capacity = self.ids.shape[0]
+        if need > capacity:
+            new = max(need, hint, capacity + capacity // 2)
+            n = self.n
+            for name, col in self.cols.items():
+                grown = np.empty(new, col.dtype)
+                grown[:n] = col[:n]
+                self.cols[name] = grown
+            ids = np.empty(new, object)
+            ids[:n] = self.ids[:n]
+            self.ids = ids
+        return self.n
+
+    def batch(self) -> TradeBatch:
+        n = self.n
+        if not n:
+            return TradeBatch.empty(self.dictionaries)
+        return TradeBatch(
+            trade_id=self.ids[:n],
+            dictionaries=self.dictionaries,
+            **{name: col[:n] for name, col in self.cols.items()},
+        )
+
+
+def _utf8_spans(values: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """UTF-8 bytes of ``values`` in one buffer, with their (start, length) spans."""
+    n = len(values)
+    if n == 0:
+        return np.empty(0, np.uint8), np.empty(0, np.int64), np.empty(0, np.int64)
+    joined = "\n".join(values)
+    if joined.count("\n") == n - 1:
+        data = joined.encode("utf-8", "surrogatepass")
+        buf = np.frombuffer(data, np.uint8)
+        newlines = np.flatnonzero(buf == 10)
+        starts = np.empty(n, np.int64)
+        starts[0] = 0
+        starts[1:] = newlines + 1
+        ends = np.empty(n, np.int64)
+        ends[:-1] = newlines
+        ends[-1] = buf.shape[0]
+        return buf, starts, ends - starts
+    # a value holds a newline: encode one by one (rare)
+    encoded = [v.encode("utf-8", "surrogatepass") for v in values]
+    lengths = np.fromiter(map(len, encoded), np.int64, n)
+    buf = np.frombuffer(b"".join(encoded), np.uint8)
+    return buf, np.cumsum(lengths) - lengths, lengths
+
+
+# ---------------------------------------------------------------------------
+# msgspec: the judge for records the native parser declines
+# ---------------------------------------------------------------------------
+_LIST_DECODER = msgspec.json.Decoder(list[Trade])
+_RECORD_DECODER = msgspec.json.Decoder(Trade)
+_TRADE_FIELDS = ("trade_id", "asset_class", "currency", "trader_id")
+_get_ids = attrgetter("trade_id")
+_get_asset = attrgetter("asset_class")
+_get_currency = attrgetter("currency")
+_get_trader = attrgetter("trader_id")
+_get_notional = attrgetter("notional")
+_get_timestamp = attrgetter("timestamp")
+_get_surveillance = attrgetter("surveillance_required")
+
+
+def _classify(exc: Exception, at_end: bool) -> tuple[str, str]:
+    """(reason, detail) for a msgspec error on one record."""
+    message = str(exc)
+    if isinstance(exc, UnicodeDecodeError):
+        return BAD_JSON, f"invalid UTF-8: {message}"
+    if isinstance(exc, msgspec.ValidationError):
+        if message.startswith("Object missing required field"):
+            return MISSING_FIELD, message
+        if message.startswith("Number out of range"):
+            if message.endswith("`$.timestamp`"):
+                return BAD_TIMESTAMP, message
+            return BAD_NOTIONAL, message
+        return WRONG_TYPE, message
+    if at_end and "truncated" in message:
+        return TRUNCATED, message
+    return BAD_JSON, message or "empty record"
+
+
+# ---------------------------------------------------------------------------
+# The feed state machine (shared by decode_feed and iter_feed)
+# ---------------------------------------------------------------------------
+_PART_ROWS = 1 << 14
+_MAX_GROUP = 1 << 12
+_BOM = b"\xef\xbb\xbf"
+
+
+class _NativeOut:
+    __slots__ = (
+        "codes",
+        "flags",
+        "floats",
+        "id_buf",
+        "id_end",
+        "rec_end",
+        "rec_start",
+        "str_hash",
+        "str_len",
+        "str_start",
+        "str_words",
+    )
+
+    def __init__(self, cap: int) -> None:
+        self.codes = np.empty((3, cap), np.int64)
+        self.id_end = np.empty(cap, np.int64)
+        self.id_buf = np.empty(16 * cap, np.uint8)
+        self.rec_start = np.empty(cap, np.int64)
+        self.rec_end = np.empty(cap, np.int64)
+        self.str_start = np.empty((4, cap), np.int64)
+        self.str_len = np.empty((4, cap), np.int64)
+        self.str_hash = np.empty((4, cap), np.uint64)
+        self.str_words = np.empty((4, 2, cap), np.uint64)
+        self.floats = np.empty((2, cap), np.float64)
+        self.flags = np.empty(cap, np.bool_)
+
+
+class _Skip:
+    """An over-long record being discarded across reads."""
+
+    __slots__ = ("depth", "escaped", "excerpt", "in_string", "last", "start")
+
+    def __init__(self, start: int, excerpt: bytes) -> None:
+        self.start = start  # feed offset of the record
+        self.excerpt = excerpt
+        self.last = start  # feed offset of its last non-blank byte so far
+        self.in_string = False
+        self.escaped = False
+        self.depth = 0
+
+
+_IS_BLANK = np.zeros(256, np.bool_)
+_IS_BLANK[[9, 10, 13, 32]] = True
+
+
+def _last_nonblank(buf: np.ndarray, start: int, stop: int) -> int:
+    """Index of the last non-blank byte in ``buf[start:stop]``, or -1."""
+    idx = np.flatnonzero(~_IS_BLANK[buf[start:stop]])
+    return start + int(idx[-1]) if idx.size else -1
+
+
+class _FeedState:
+    """Incremental decoder of one feed: call ``process`` with consecutive
+    windows of the feed; it returns how many bytes it consumed (the caller
+    keeps the rest and appends the next read)."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.limits = run.limits
+        self.mode: str | None = None  # None (not sniffed), "array", "ndjson", "after"
+        self.expect = fs.EXPECT_FIRST
+        self.position = 0  # index of the next record
+        self.n_records = 0
+        self.n_json = 0  # records that were valid JSON (the "not JSON at all" rule)
+        self.skip: _Skip | None = None
+        self.group = 1
+        self.trailing_reported = False
+        self.first_problem = ""
+        self._bytes = 0  # feed bytes and rows parsed natively (record size estimate)
+        self._rows = 0
+        self._out: _NativeOut | None = None
+        self._need = np.zeros(2, np.int64)
+        self._starts = np.empty(_MAX_GROUP, np.int64)
+        self._ends = np.empty(_MAX_GROUP, np.int64)
+
+    # -- public --------------------------------------------------------------
+    def process(
+        self,
+        data: bytes | memoryview,
+        base: int,
+        final: bool,
+        sink: _Sink,
+        q: Quarantine,
+    ) -> int:
+        buf = np.frombuffer(data, np.uint8)
+        end = buf.shape[0]
+        pos = 0
+        if self.skip is not None:
+            pos = self._skip_scan(buf, base, 0, end, final, q)
+            if self.skip is not None:
+                return end
+        if self.mode is None:
+            pos = self._sniff(buf, pos, end, final, base)
+            if self.mode is None:
+                return pos
+        if self.mode == "after":
+            return self._trailing(buf, base, pos, end, final, q)
+        return self._records(buf, base, pos, end, final, sink, q)
+
+    def finish(self) -> None:
+        """Called after the last ``process(final=True)``."""
+        if self.mode is None:
+            raise FeedError("the feed is empty: no JSON array and no NDJSON records")
+        if self.n_records and not self.n_json:
+            raise FeedError(
+                f"the feed is not JSON: none of its {self.n_records} record(s) could be parsed; "
+                f"first: {self.first_problem}"
+            )
+
+    # -- stages --------------------------------------------------------------
+    def _sniff(self, buf: np.ndarray, pos: int, end: int, final: bool, base: int) -> int:
+        if base == 0 and pos == 0:
+            head = buf[:3].tobytes()
+            if end < 3 and _BOM.startswith(head) and head and not final:
+                return 0  # wait: may be the start of a byte order mark
+            if head == _BOM:
+                pos = 3
+        while pos < end and _IS_BLANK[buf[pos]]:
+            pos += 1
+        if pos >= end:
+            return pos
+        c = buf[pos]
+        if c == 91:
+            self.mode = "array"
+            return pos + 1
+        if c == 123:
+            self.mode = "ndjson"
+            return pos
+        excerpt = buf[pos : pos + 40].tobytes()
+        raise FeedError(
+            f"the feed is not JSON: it starts with {excerpt!r} at byte {base + pos}, "
+            "not '[' (a JSON array) or '{' (NDJSON)"
+        )
+
+    def _records(
+        self,
+        buf: np.ndarray,
+        base: int,
+        pos: int,
+        end: int,
+        final: bool,
+        sink: _Sink,
+        q: Quarantine,
+    ) -> int:
+        ndjson = self.mode == "ndjson"
+        max_record = self.limits.max_record_bytes
+        while True:
+            cap = min(_PART_ROWS, (end - pos) // fs.MIN_RECORD_BYTES + 1)
+            out = self._native(cap)
+            run = self.run
+            status, k, pos_after, self.expect = fs.parse_records(
+                buf,
+                pos,
+                end,
+                ndjson,
+                final,
+                self.expect,
+                out.rec_start[:cap],
+                out.rec_end,
+                out.str_start,
+                out.str_len,
+                out.str_hash,
+                out.str_words,
+                out.floats,
+                out.flags,
+                out.codes,
+                out.id_end,
+                out.id_buf,
+                *run.asset_class.arrays,
+                *run.currency.arrays,
+                *run.trader.arrays,
+                self._need,
+                np.full(16, -1, np.int64),
+            )
+            if k:
+                if final and self.position == 0:
+                    # A whole feed in memory: size the duplicate set once from
+                    # the bytes per record seen so far instead of rehashing as
+                    # it grows.
+                    per_record = max((pos_after - pos) / k, fs.MIN_RECORD_BYTES)
+                    with _RUN_LOCK:
+                        self.run.dictionaries.trade_ids.reserve(
+                            int(1.05 * (end - pos) / per_record) + 1
+                        )
+                if pos_after > pos:
+                    # bytes per record so far, to size the output columns once
+                    self._bytes += pos_after - pos
+                    self._rows += k
+                hint = sink.n + int(1.02 * (end - pos) * self._rows / max(self._bytes, 1)) + 16
+                self.run.native_part(q, sink, buf, base, out, k, self.position, hint)
+                self.position += k
+                self.n_records += k
+                self.n_json += k
+            pos = pos_after
+            if status == fs.FULL:
+                continue
+            if status == fs.GROW:
+                which, length = int(self._need[0]), int(self._need[1])
+                if which == 3:
+                    out.id_buf = np.empty(2 * out.id_buf.shape[0] + length, np.uint8)
+                else:
+                    (run.asset_class, run.currency, run.trader)[which].grow(length)
+                continue
+            if status == fs.DONE:
+                return pos
+            if status == fs.ARRAY_END:
+                self.mode = "after"
+                return self._trailing(buf, base, pos, end, final, q)
+            if status == fs.NEED_MORE:
+                # (with final=True only an array gets here: NDJSON then bails)
+                if end - pos > max_record:
+                    pos, stop = self._too_big(buf, base, pos, end, final, q)
+                    if stop:
+                        return pos
+                    continue
+                if not final:
+                    return pos
+                self._final_element(buf, base, pos, end, sink, q)
+                return end
+            # BAIL: a group of records through msgspec. The group doubles while
+            # the native parser keeps bailing within a few records (a feed full
+            # of escapes or errors: msgspec in bulk beats many tiny parts) and
+            # drops back to one record when native parsing makes headway.
+            self.group = 1 if k >= 64 else min(2 * self.group, _MAX_GROUP)
+            pos, stop = self._slow(buf, base, pos, end, final, sink, q)
+            if stop:
+                return pos
+
+    def _native(self, cap: int) -> _NativeOut:
+        if self._out is None or self._out.rec_start.shape[0] < cap:
+            self._out = _NativeOut(max(cap, 1024))
+        return self._out
+
+    def _slow(
+        self,
+        buf: np.ndarray,
+        base: int,
+        pos: int,
+        end: int,
+        final: bool,
+        sink: _Sink,
+        q: Quarantine,
+    ) -> tuple[int, bool]:
+        """Records from ``pos`` through msgspec; returns (pos, stop)."""
+        g = self.group
+        starts, ends = self._starts[:g], self._ends[:g]
+        max_record = self.limits.max_record_bytes
+        if self.mode == "ndjson":
+            status, n, pos_after = fs.find_lines(buf, pos, end, final, max_record, starts, ends)
+            expect = self.expect
+        else:
+            status, n, pos_after, expect = fs.find_elements(buf, pos, end, max_record, starts, ends)
+        if n:
+            # an NDJSON last line without a newline may be a cut-off record
+            at_end = (
+                self.mode == "ndjson"
+                and final
+                and status == fs.DONE
+                and not np.any(buf[int(ends[n - 1]) : end] == 10)
+            )
+            self._decode_spans(buf, base, starts[:n], ends[:n], at_end, sink, q)
+            self.expect = expect
+            if status == fs.ARRAY_END:
+                self.mode = "after"
+                return self._trailing(buf, base, pos_after, end, final, q), True
+            return pos_after, status == fs.DONE
+        if status == fs.TOO_BIG:
+            return self._too_big(buf, base, pos_after, end, final, q)
+        if status == fs.DONE:
+            return pos_after, True
+        # NEED_MORE without a complete record
+        if not final:
+            return pos_after, True
+        self._final_element(buf, base, pos_after, end, sink, q)
+        return end, True
+
+    def _decode_spans(
+        self,
+        buf: np.ndarray,
+        base: int,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        at_end: bool,
+        sink: _Sink,
+        q: Quarantine,
+    ) -> None:
+        """msgspec for the records ``buf[starts[i]:ends[i]]``."""
+        n = starts.shape[0]
+        first = self.position
+        data = buf.data  # memoryview: slices without copies
+        lengths = ends - starts
+        structs: list[Trade] | None = None
+        s0, e1 = int(starts[0]), int(ends[-1])
+        if n > 1:
+            try:
+                if self.mode == "ndjson":
+                    structs = _RECORD_DECODER.decode_lines(data[s0:e1])
+                    if len(structs) != n:  # cannot happen: one record per non-blank line
+                        structs = None
+                else:
+                    structs = _LIST_DECODER.decode(b"".join((b"[", data[s0:e1], b"]")))
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                structs = None
+        keep_rows: list[int]
+        earlier: list[tuple[int, str, str, bytes | str, int | None, str | None]] = []
+        if structs is not None:
+            keep_rows = list(range(n))
+        else:
+            structs = []
+            keep_rows = []
+            last = n - 1
+            for i in range(n):
+                s, e = int(starts[i]), int(ends[i])
+                try:
+                    structs.append(_RECORD_DECODER.decode(data[s:e]))
+                    keep_rows.append(i)
+                except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+                    reason, detail = _classify(exc, at_end and i == last)
+                    if reason not in _NOT_JSON:
+                        self.n_json += 1
+                    elif not self.first_problem:
+                        self.first_problem = f"record {first + i}: {reason}: {detail}"
+                    earlier.append((first + i, reason, detail, data[s:e], base + s, None))
+        self.n_json += len(keep_rows)
+        self.n_records += n
+        self.position += n
+        kept = np.asarray(keep_rows, np.int64)
+        kept_starts = starts[kept]
+        self.run.values_part(
+            q,
+            sink,
+            ids=list(map(_get_ids, structs)),
+            asset_class=list(map(_get_asset, structs)),
+            currency=list(map(_get_currency, structs)),
+            trader=list(map(_get_trader, structs)),
+            notional=np.fromiter(map(_get_notional, structs), np.float64, len(structs)),
+            timestamp=np.fromiter(map(_get_timestamp, structs), np.float64, len(structs)),
+            surveillance=np.fromiter(map(_get_surveillance, structs), np.bool_, len(structs)),
+            positions=first + kept,
+            lengths=lengths[kept],
+            raw_of=lambda row: data[int(kept_starts[row]) : int(ends[kept[row]])],
+            offset_of=lambda row: base + int(kept_starts[row]),
+            earlier=earlier,
+        )
+
+    def _too_big(
+        self, buf: np.ndarray, base: int, pos: int, end: int, final: bool, q: Quarantine
+    ) -> tuple[int, bool]:
+        """The record at ``pos`` is over ``max_record_bytes``: quarantine it and
+        skip to its end, across reads if need be. Returns (pos, stop)."""
+        while pos < end and _IS_BLANK[buf[pos]]:
+            pos += 1
+        self.skip = _Skip(base + pos, buf[pos : pos + self.limits.raw_bytes].tobytes())
+        pos = self._skip_scan(buf, base, pos, end, final, q)
+        return pos, self.skip is not None or self.mode == "after" or pos >= end
+
+    def _skip_scan(
+        self, buf: np.ndarray, base: int, pos: int, end: int, final: bool, q: Quarantine
+    ) -> int:
+        """Continue discarding the over-long record; returns where to resume."""
+        skip = self.skip
+        assert skip is not None
+        if self.mode == "ndjson":
+            hits = np.flatnonzero(buf[pos:end] == 10)
+            sep = pos + int(hits[0]) if hits.size else -1
+        else:
+            sep, skip.in_string, skip.escaped, skip.depth = fs.scan_element(
+                buf, pos, end, skip.in_string, skip.escaped, skip.depth
+            )
+        last = _last_nonblank(buf, pos, end if sep < 0 else sep)
+        if last >= 0:
+            skip.last = base + last
+        if sep < 0 and not final:
+            return end
+        self.skip = None
+        length = skip.last + 1 - skip.start
+        self._reject(
+            q,
+            RECORD_TOO_LARGE,
+            f"record of {length} bytes exceeds max_record_bytes={self.limits.max_record_bytes}",
+            skip.excerpt,
+            skip.start,
+        )
+        if sep < 0:  # the feed ended inside it
+            if self.mode == "array":
+                self._not_closed(q)
+            return end
+        if self.mode == "ndjson":
+            return sep
+        if buf[sep] == 93:
+            self.mode = "after"
+            return self._trailing(buf, base, sep + 1, end, final, q)
+        self.expect = fs.EXPECT_ELEMENT
+        return sep + 1
+
+    def _final_element(
+        self,
+        buf: np.ndarray,
+        base: int,
+        pos: int,
+        end: int,
+        sink: _Sink,
+        q: Quarantine,
+    ) -> None:
+        """End of feed inside a JSON array: judge the unterminated last element
+        (if any) like any other, then record that the array is not closed."""
+        while pos < end and _IS_BLANK[buf[pos]]:
+            pos += 1
+        if pos < end:
+            e = _last_nonblank(buf, pos, end) + 1
+            if e - pos > self.limits.max_record_bytes:
+                self._reject(
+                    q,
+                    RECORD_TOO_LARGE,
+                    f"record of {e - pos} bytes exceeds max_record_bytes="
+                    f"{self.limits.max_record_bytes}",
+                    buf[pos : pos + self.limits.raw_bytes].tobytes(),
+                    base + pos,
+                )
+            else:
+                self._decode_spans(
+                    buf, base, np.array([pos], np.int64), np.array([e], np.int64), True, sink, q
+                )
+        self._not_closed(q)
+
+    def _not_closed(self, q: Quarantine) -> None:
+        self.mode = "after"
+        self.trailing_reported = True
+        self.run.record(
+            q,
+            self.position,
+            TRUNCATED,
+            "the feed ends but its JSON array is not closed with ']': trades may be missing",
+            b"",
+        )
+
+    def _trailing(
+        self, buf: np.ndarray, base: int, pos: int, end: int, final: bool, q: Quarantine
+    ) -> int:
+        """After the closing ``]``: only blanks are allowed. Anything else (two
+        arrays back to back, NDJSON whose first line is an array) is data we
+        cannot account for, so the feed is refused rather than cut short."""
+        if self.trailing_reported:
+            return end
+        while pos < end and _IS_BLANK[buf[pos]]:
+            pos += 1
+        if pos < end:
+            raise FeedError(
+                f"the feed continues after its JSON array is closed, at byte {base + pos}: "
+                f"{buf[pos : pos + 40].tobytes()!r}; a feed is one JSON array or NDJSON "
+                "(was it two arrays back to back, or NDJSON starting with an array line?)"
+            )
+        return end
+
+    def _reject(self, q: Quarantine, reason: str, detail: str, raw: bytes, offset: int) -> None:
+        if not self.first_problem:
+            self.first_problem = f"record {self.position}: {reason}: {detail}"
+        self.run.record(q, self.position, reason, detail, raw, offset)
+        self.position += 1
+        self.n_records += 1
+
+
+def _as_bytes(data: Any) -> bytes | memoryview:
+    if isinstance(data, str):
+        return data.encode("utf-8", "surrogatepass")
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, (bytearray, memoryview)):
+        return memoryview(data).cast("B").toreadonly()
+    raise FeedError(f"a feed must be JSON text (str) or bytes, not {type(data).__name__}")
+
+
+# ---------------------------------------------------------------------------
+# Public entry points
+# ---------------------------------------------------------------------------
+def decode_feed(
+    data: bytes | bytearray | memoryview | str,
+    desk: str | None = None,
+    *,
+    dictionaries: Dictionaries | None = None,
+    limits: IngestLimits | None = None,
+) -> tuple[TradeBatch, Quarantine]:
+    """Decode one feed (JSON array or NDJSON) into columns and a quarantine.
+
+    Raises :class:`FeedError` if the feed is not JSON at all, empty, or larger
+    than ``limits.max_feed_bytes``. See the module docstring for the rules.
+    """
+    run = _Run(desk, dictionaries, limits)
+    raw = _as_bytes(data)
+    if len(raw) > run.limits.max_feed_bytes:
+        raise FeedError(
+            f"the feed is {len(raw)} bytes, over max_feed_bytes={run.limits.max_feed_bytes}; "
+            "stream it with iter_feed, or raise the limit"
+        )
+    state = _FeedState(run)
+    q = run.quarantine()
+    sink = _Sink(run.dictionaries)
+    state.process(raw, 0, True, sink, q)
+    state.finish()
+    _log_quarantine(q, desk, "decode_feed")
+    return sink.batch(), q
+
+
+def iter_feed(
+    source: str | os.PathLike[str] | BinaryIO | bytes | memoryview,
+    chunk_size: int = DEFAULT_CHUNK_BYTES,
+    *,
+    desk: str | None = None,
+    dictionaries: Dictionaries | None = None,
+    limits: IngestLimits | None = None,
+) -> Iterator[tuple[TradeBatch, Quarantine]]:
+    """Stream a feed: read ``chunk_size`` bytes at a time, yield the records
+    completed so far as ``(TradeBatch, Quarantine)`` (chunks with neither
+    trades nor quarantined records are not yielded).
+
+    ``source`` is a path, a binary file object (anything with ``read(n)``),
+    or the feed's bytes. Concatenating the batches and quarantines gives the
+    same result as :func:`decode_feed` for every ``chunk_size``. Peak memory is
+    about ``chunk_size + max_record_bytes`` of text plus the columns of one
+    chunk; ``limits.max_feed_bytes`` does not apply (nothing is held whole).
+    FeedError (not JSON, empty) is raised when it is detected: at the start,
+    or at the end if no record was even JSON.
+    """
+    if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive number of bytes, got {chunk_size!r}")
+    if not isinstance(source, (bytes, bytearray, memoryview, str, os.PathLike)) and not hasattr(
+        source, "read"
+    ):
+        raise TypeError(
+            f"iter_feed reads a path, a binary file or bytes, not {type(source).__name__}"
+        )
+    run = _Run(desk, dictionaries, limits)
+    return _stream(run, source, int(chunk_size))
+
+
+class _BytesReader:
+    __slots__ = ("_pos", "_view")
+
+    def __init__(self, data: bytes | memoryview) -> None:
+        self._view = memoryview(data)
+        self._pos = 0
+
+    def read(self, n: int) -> memoryview:
+        start = self._pos
+        self._pos = min(start + n, len(self._view))
+        return self._view[start : self._pos]
+
+
+def _stream(run: _Run, source: Any, chunk_size: int) -> Iterator[tuple[TradeBatch, Quarantine]]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        yield from _read_loop(run, _BytesReader(_as_bytes(source)).read, chunk_size)
+    elif isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as f:
+            yield from _read_loop(run, f.read, chunk_size)
+    else:
+        yield from _read_loop(run, source.read, chunk_size)
+
+
+def _read_loop(
+    run: _Run, read: Callable[[int], bytes | memoryview], chunk_size: int
+) -> Iterator[tuple[TradeBatch, Quarantine]]:
+    state = _FeedState(run)
+    pending: bytes | memoryview = b""
+    base = 0
+    while True:
+        block = read(chunk_size)
+        if isinstance(block, str):
+            raise TypeError("iter_feed needs a binary file: open it with 'rb'")
+        final = len(block) == 0
+        data = bytes(pending) + bytes(block) if len(pending) else block
+        q = run.quarantine()
+        sink = _Sink(run.dictionaries)
+        consumed = state.process(data, base, final, sink, q)
+        pending = data[consumed:]
+        base += consumed
+        if sink.n or q:
+            _log_quarantine(q, run.desk, "iter_feed")
+            yield sink.batch(), q
+        if final:
+            state.finish()
+            return
+
+
+# ---------------------------------------------------------------------------
+# Legacy dicts
+# ---------------------------------------------------------------------------
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING = _Missing()
+_NUMBER_TYPES = (int, float, np.integer, np.floating)
+_BOOL_TYPES = (bool, np.bool_)
+_DICT_REPR = reprlib.Repr()
+_DICT_REPR.maxstring = 120
+_DICT_REPR.maxother = 120
+_DICT_REPR.maxdict = 12
+
+
+def _type_ok(t: type, kind: str) -> bool:
+    if kind == "str":
+        return t is str
+    if kind == "number":
+        return issubclass(t, _NUMBER_TYPES) and not issubclass(t, _BOOL_TYPES)
+    return issubclass(t, _BOOL_TYPES)
+
+
+# field, kind, default for the legacy path (None: required)
+_DICT_FIELDS: tuple[tuple[str, str, Any], ...] = (
+    ("trade_id", "str", None),
+    ("asset_class", "str", None),
+    ("notional", "number", None),
+    ("currency", "str", "USD"),
+    ("trader_id", "str", None),
+    ("timestamp", "number", None),
+    ("surveillance_required", "bool", False),
+)
+
+
+@overload
+def columns_from_dicts(
+    trades: Iterable[dict[str, Any]],
+    *,
+    desk: str | None = ...,
+    dictionaries: Dictionaries | None = ...,
+    limits: IngestLimits | None = ...,
+    return_quarantine: Literal[False] = ...,
+) -> TradeBatch: ...
+@overload
+def columns_from_dicts(
+    trades: Iterable[dict[str, Any]],
+    *,
+    desk: str | None = ...,
+    dictionaries: Dictionaries | None = ...,
+    limits: IngestLimits | None = ...,
+    return_quarantine: Literal[True],
+) -> tuple[TradeBatch, Quarantine]: ...
+def columns_from_dicts(
+    trades: Iterable[dict[str, Any]],
+    *,
+    desk: str | None = None,
+    dictionaries: Dictionaries | None = None,
+    limits: IngestLimits | None = None,
+    return_quarantine: bool = False,
+) -> TradeBatch | tuple[TradeBatch, Quarantine]:
+    """Columns from legacy trade dicts (what ``detect_anomalies`` receives).
+
+    Same validation, quarantine reasons and duplicate rule as feeds, with the
+    legacy path's tolerances, because the received ``detect_anomalies`` never
+    read these fields and its callers may omit them:
+
+    - a *missing* ``currency`` is USD (the received ``transform_trade``
+      defaulted it so); an unknown one is quarantined;
+    - a *missing* ``surveillance_required`` is False (the received
+      ``SurveillanceProcessor`` defaulted it so).
+
+    Both defaults are counted in ``Quarantine.defaulted`` and logged once per
+    call. Numbers may be Python or NumPy ints/floats (bools are not numbers
+    here); strings are never parsed as numbers (the received detector added
+    notionals with ``+``, so a string notional never worked there either).
+    Records that fail are quarantined (position = list index), never raised;
+    pass ``return_quarantine=True`` to get ``(batch, quarantine)``.
+    """
+    run = _Run(desk, dictionaries, limits)
+    q = run.quarantine()
+    rows = trades if isinstance(trades, list) else list(trades)
+    n = len(rows)
+    earlier: list[tuple[int, str, str, bytes | str, int | None, str | None]] = []
+    index = np.arange(n, dtype=np.int64)
+
+    if not all(type(t) is dict for t in set(map(type, rows))):
+        ok = [i for i, t in enumerate(rows) if isinstance(t, dict)]
+        for i in sorted(set(range(n)) - set(ok)):
+            earlier.append(
+                (
+                    i,
+                    WRONG_TYPE,
+                    f"expected a trade dict, got {type(rows[i]).__name__}",
+                    _DICT_REPR.repr(rows[i]),
+                    None,
+                    None,
+                )
+            )
+        rows = [rows[i] for i in ok]
+        index = index[ok]
+
+    values: dict[str, list[Any]] = {}
+    bad = np.zeros(len(rows), np.bool_)
+    for field, kind, default in _DICT_FIELDS:
+        column = list(map(methodcaller("get", field, _MISSING), rows))
+        values[field] = column
+        if all(_type_ok(t, kind) for t in set(map(type, column))):
+            continue  # the common case: one C-level pass per field
+        for i, v in enumerate(column):
+            if v is _MISSING and default is not None:
+                column[i] = default
+                q.defaulted[field] += 1
+                continue
+            if v is _MISSING:
+                reason, detail = MISSING_FIELD, f"Object missing required field `{field}`"
+            elif not _type_ok(type(v), kind):
+                reason = WRONG_TYPE
+                detail = f"{field} must be a {kind}, got {type(v).__name__}: {_DICT_REPR.repr(v)}"
+            else:
+                continue
+            if not bad[i]:
+                bad[i] = True
+                trade_id = rows[i].get("trade_id")
+                earlier.append(
+                    (
+                        int(index[i]),
+                        reason,
+                        detail,
+                        _DICT_REPR.repr(rows[i]),
+                        None,
+                        trade_id if isinstance(trade_id, str) else None,
+                    )
+                )
+
+    if bad.any():
+        good = np.flatnonzero(~bad).tolist()
+        values = {f: [c[i] for i in good] for f, c in values.items()}
+        rows = [rows[i] for i in good]
+        index = index[good]
+
+    m = len(rows)
+    notional = _float_column(values["notional"])
+    timestamp = _float_column(values["timestamp"])
+    sink = _Sink(run.dictionaries, m)
+    run.values_part(
+        q,
+        sink,
+        ids=values["trade_id"],
+        asset_class=values["asset_class"],
+        currency=values["currency"],
+        trader=values["trader_id"],
+        notional=notional,
+        timestamp=timestamp,
+        surveillance=np.fromiter(values["surveillance_required"], np.bool_, m),
+        positions=index,
+        lengths=np.zeros(m, np.int64),
+        raw_of=lambda row: _DICT_REPR.repr(rows[row]),
+        offset_of=lambda row: None,
+        earlier=earlier,
+    )
+    _log_quarantine(q, desk, "columns_from_dicts")
+    batch = sink.batch()
+    return (batch, q) if return_quarantine else batch
+
+
+def _float_column(values: list[Any]) -> np.ndarray:
+    """float64 of Python/NumPy numbers; ints too large for a float become inf
+    (and are then quarantined as bad_notional / bad_timestamp)."""
+    try:
+        return np.array(values, np.float64) if values else np.empty(0, np.float64)
+    except OverflowError:
+        out = np.empty(len(values), np.float64)
+        for i, v in enumerate(values):
+            try:
+                out[i] = float(v)
+            except OverflowError:
+                out[i] = np.inf if v > 0 else -np.inf
+        return out
