@@ -138,7 +138,9 @@ def test_load_trades_garbage_feed_is_loud():
     with pytest.raises(FeedError, match="feed #1"):
         tsp.load_trades(["[]", "<html>502 Bad Gateway</html>"])
     with pytest.raises(FeedError, match="feed #0"):
-        tsp.load_trades(['{"trade_id": "not a list"}'])
+        tsp.load_trades(['"a JSON string, not trades"'])
+    with pytest.raises(FeedError, match="feed #0"):
+        tsp.load_trades(['{"rows": [1, 2]}\n[3]'])
 
 
 def test_api_call_stub_shape_is_kept():
