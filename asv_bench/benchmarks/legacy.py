@@ -15,7 +15,9 @@ def legacy_trades(n, seed=0):
     """A day of dict trades as the legacy callers pass them (one currency per trader)."""
     rng = random.Random(seed)
     classes = ["equity", "fixed_income", "derivative"]
-    traders = [(f"TR{i:03d}", rng.choice(classes), rng.choice(["USD", "EUR", "GBP"])) for i in range(40)]
+    traders = [
+        (f"TR{i:03d}", rng.choice(classes), rng.choice(["USD", "EUR", "GBP"])) for i in range(40)
+    ]
     start = 1_767_000_000.0
     trades = []
     for k in range(n):
