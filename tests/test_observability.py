@@ -455,7 +455,6 @@ def test_runbook_command_works(index, live_pipeline, tmp_path):
     wrapper.chmod(0o755)
     env = dict(live_pipeline)
     env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
-    env["SURV_RUNBOOK_WORKDIR"] = str(tmp_path)
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", block],
         cwd=tmp_path,
