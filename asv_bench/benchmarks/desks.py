@@ -267,7 +267,11 @@ class PoolKind:
             self.pool = ThreadPoolExecutor(workers)
             self.fn = lambda d: analyze_feed(d, self.feeds[d], registry=MetricsRegistry())
         else:
-            ctx = multiprocessing.get_context("spawn")
+            # fork: the workers inherit this module as imported (asv imports it
+            # as benchmarks.desks, which a spawned worker could not re-import)
+            # and its cached feeds; spawn where fork does not exist
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             self.pool = ProcessPoolExecutor(workers, ctx, initializer=_proc_init, initargs=(n,))
             self.fn = _proc_analyze
             # start and warm every worker before timing
