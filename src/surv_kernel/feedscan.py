@@ -93,6 +93,12 @@ _KIND_STR, _KIND_FLOAT, _KIND_BOOL = 0, 1, 2
 _FIELD_KIND = np.array([0, 0, 1, 0, 0, 1, 2], np.int64)
 _FIELD_SLOT = np.array([0, 1, 0, 2, 3, 1, 0], np.int64)  # str column / float column
 _ALL_FIELDS = (1 << len(FIELD_NAMES)) - 1
+#: Fields a legacy trade dict may omit (see ``surv_kernel.schema.LegacyTrade``).
+_CURRENCY_BIT = 1 << FIELD_NAMES.index("currency")
+_FLAG_BIT = 1 << FIELD_NAMES.index("surveillance_required")
+#: ``defaulted`` bits of a legacy row.
+DEFAULTED_CURRENCY = 1
+DEFAULTED_FLAG = 2
 _KEY_LENS = np.array([len(k) for k in FIELD_NAMES], np.int64)
 _KEY_BYTES = np.zeros((len(FIELD_NAMES), max(_KEY_LENS)), np.uint8)
 for _i, _k in enumerate(FIELD_NAMES):
@@ -422,11 +428,25 @@ def _predicted_key(buf, p, end, f):
 
 @njit(cache=True, nogil=True, _nrt=False)
 def _parse_object(
-    buf, p, end, newline_is_ws, row, str_start, str_len, str_hash, str_words, floats, flags, order
+    buf,
+    p,
+    end,
+    newline_is_ws,
+    row,
+    str_start,
+    str_len,
+    str_hash,
+    str_words,
+    floats,
+    flags,
+    order,
+    legacy,
+    defaulted,
 ):
     """One trade object starting at ``p`` (its ``{``) into row ``row``:
     ``(code, p_after)``. Each string field gets its span, hash and first 16
-    bytes as two words (``str_words[j, 0:2, row]``).
+    bytes as two words (``str_words[j, 0:2, row]``). With ``legacy`` a missing
+    currency or surveillance flag is allowed and marked in ``defaulted[row]``.
 
     ``order[m]`` is the field found at member ``m`` of the previous record
     (-1 unknown): producers write keys in a stable order, so the key at ``p``
@@ -544,8 +564,15 @@ def _parse_object(
             p += 1
             break
         return BAIL, p
+    defaulted[row] = 0
     if seen != _ALL_FIELDS:
-        return BAIL, p
+        if not legacy or (seen | _CURRENCY_BIT | _FLAG_BIT) != _ALL_FIELDS:
+            return BAIL, p
+        if not seen & _CURRENCY_BIT:
+            defaulted[row] |= DEFAULTED_CURRENCY
+        if not seen & _FLAG_BIT:
+            defaulted[row] |= DEFAULTED_FLAG
+            flags[row] = False
     return OK, p
 
 
@@ -646,6 +673,8 @@ def parse_records(
     t_state,
     need,
     order,
+    legacy,
+    defaulted,
 ):
     """Parse trade records from ``buf[pos:end]`` into the output rows.
 
@@ -658,7 +687,9 @@ def parse_records(
     flag), ``codes[:, k]`` = local codes of asset class, currency and trader in
     the three string tables (``a_*``, ``c_*``, ``t_*``, see ``_intern_one``),
     and its trade id followed by a newline in ``id_buf[..id_end[k]]`` (so
-    ``id_buf[:id_end[k-1]]`` holds the ids of the committed rows).
+    ``id_buf[:id_end[k-1]]`` holds the ids of the committed rows). ``legacy``
+    (trade dicts): a missing currency is USD and a missing flag False, marked
+    in ``defaulted[k]``.
 
     Returns ``(status, rows, pos, expect)``; on BAIL, NEED_MORE or GROW
     ``pos`` is where the troublesome record starts (its first non-blank
@@ -688,6 +719,8 @@ def parse_records(
             floats,
             flags,
             order,
+            legacy,
+            defaulted,
         )
         if code != OK:
             if code == NEED_MORE and final and ndjson:
@@ -728,20 +761,37 @@ def parse_records(
             a_state,
         )
         j = STR_CURRENCY
-        b = _intern_one(
-            buf,
-            str_start[j, k],
-            str_len[j, k],
-            str_hash[j, k],
-            str_words[j, 0, k],
-            str_words[j, 1, k],
-            c_slots,
-            c_hash,
-            c_arena,
-            c_offsets,
-            c_words,
-            c_state,
-        )
+        if defaulted[k] & DEFAULTED_CURRENCY:
+            b = _intern_one(
+                _USD,
+                0,
+                3,
+                _USD_HASH,
+                _USD_W0,
+                _U0,
+                c_slots,
+                c_hash,
+                c_arena,
+                c_offsets,
+                c_words,
+                c_state,
+            )
+            str_len[j, k] = 3
+        else:
+            b = _intern_one(
+                buf,
+                str_start[j, k],
+                str_len[j, k],
+                str_hash[j, k],
+                str_words[j, 0, k],
+                str_words[j, 1, k],
+                c_slots,
+                c_hash,
+                c_arena,
+                c_offsets,
+                c_words,
+                c_state,
+            )
         j = STR_TRADER_ID
         t = _intern_one(
             buf,
@@ -1099,3 +1149,26 @@ def check_values(
         elif not (timestamp[i] >= min_time and timestamp[i] < max_time):
             r = 7
         reason[i] = r
+
+
+def hash_bytes(data: bytes) -> tuple[int, int, int]:
+    """Pure-Python twin of ``_hash_span``: ``(hash, w0, w1)`` of ``data``."""
+    mask = (1 << 64) - 1
+    mul = int(_HASH_MUL)
+    h = int(_HASH_SEED) ^ ((len(data) * mul) & mask)
+    words = [int.from_bytes(data[i : i + 8], "little") for i in range(0, len(data), 8)]
+    for w in words:
+        h = ((h ^ w) * mul) & mask
+        h ^= h >> 29
+    h ^= h >> 33
+    h = (h * int(_FMIX1)) & mask
+    h ^= h >> 33
+    h = (h * int(_FMIX2)) & mask
+    h ^= h >> 33
+    w0 = words[0] if words else 0
+    w1 = words[1] if len(words) > 1 else 0
+    return h, w0, w1
+
+
+_USD = np.frombuffer(b"USD", np.uint8).copy()
+_USD_HASH, _USD_W0 = (np.uint64(x) for x in hash_bytes(b"USD")[:2])

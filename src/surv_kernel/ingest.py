@@ -97,7 +97,8 @@ import reprlib
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from operator import attrgetter, methodcaller
+from concurrent.futures import Future, ThreadPoolExecutor
+from operator import attrgetter
 from typing import Any, BinaryIO, Literal, overload
 
 import msgspec
@@ -112,7 +113,7 @@ from .reference import (
     UnknownAssetClassError,
     UnknownCurrencyError,
 )
-from .schema import Trade
+from .schema import LegacyTrade, Trade
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -485,6 +486,15 @@ class _Run:
         self.asset_class = _StringTable(d.asset_class)
         self.currency = _StringTable(d.currency)
         self.trader = _StringTable(d.trader)
+        #: (position, reason, detail, raw, offset) -> the same, for records whose
+        #: source is not the bytes we parsed (legacy dicts)
+        self.rewrite: (
+            Callable[
+                [int, str, str, bytes | str, int | None],
+                tuple[str, str, bytes | str, int | None],
+            ]
+            | None
+        ) = None
 
     def quarantine(self) -> Quarantine:
         return Quarantine(max_records=self.limits.max_quarantine_records)
@@ -499,6 +509,8 @@ class _Run:
         offset: int | None = None,
         trade_id: str | None = None,
     ) -> None:
+        if self.rewrite is not None:
+            reason, detail, raw, offset = self.rewrite(position, reason, detail, raw, offset)
         if isinstance(raw, (bytes, bytearray, memoryview)):
             raw = bytes(raw[: self.limits.raw_bytes]).decode("utf-8", "replace")
         q.add(
@@ -688,6 +700,12 @@ class _Run:
         sl = out.str_len[:, :k]
         for table in (self.asset_class, self.currency, self.trader):
             table.sync()
+        defaulted = out.defaulted[:k]
+        if defaulted.any():
+            q.defaulted["currency"] += int(np.count_nonzero(defaulted & fs.DEFAULTED_CURRENCY))
+            q.defaulted["surveillance_required"] += int(
+                np.count_nonzero(defaulted & fs.DEFAULTED_FLAG)
+            )
         # every id of the part at once: one decode and one split, no loop
         text = out.id_buf[: out.id_end[k - 1] - 1].tobytes().decode("ascii")
         ids = _object_array(text.split("\n"))
@@ -709,6 +727,49 @@ class _Run:
             ids_of=lambda rows: ids if rows is None else ids[rows],
             raw_of=lambda row: buf[rs[row] : out.rec_end[row]].tobytes(),
             offset_of=lambda row: base + int(rs[row]),
+        )
+
+    def structs_part(
+        self,
+        q: Quarantine,
+        sink: _Sink,
+        structs: list[Any],
+        *,
+        positions: np.ndarray,
+        lengths: np.ndarray,
+        raw_of: Callable[[int], bytes | str],
+        offset_of: Callable[[int], int | None],
+        earlier: list[tuple[int, str, str, bytes | str, int | None, str | None]],
+    ) -> None:
+        """Rows given as :class:`Trade` or :class:`LegacyTrade` Structs; legacy
+        omissions (``UNSET``) get their defaults here and are counted."""
+        m = len(structs)
+        currency = list(map(_get_currency, structs))
+        flags = list(map(_get_surveillance, structs))
+        unset = msgspec.UNSET
+        missing = currency.count(unset)
+        if missing:
+            q.defaulted["currency"] += missing
+            currency = ["USD" if c is unset else c for c in currency]
+        missing = flags.count(unset)
+        if missing:
+            q.defaulted["surveillance_required"] += missing
+            flags = [False if f is unset else f for f in flags]
+        self.values_part(
+            q,
+            sink,
+            ids=list(map(_get_ids, structs)),
+            asset_class=list(map(_get_asset, structs)),
+            currency=currency,
+            trader=list(map(_get_trader, structs)),
+            notional=np.fromiter(map(_get_notional, structs), np.float64, m),
+            timestamp=np.fromiter(map(_get_timestamp, structs), np.float64, m),
+            surveillance=np.fromiter(flags, np.bool_, m),
+            positions=positions,
+            lengths=lengths,
+            raw_of=raw_of,
+            offset_of=offset_of,
+            earlier=earlier,
         )
 
     def values_part(
@@ -856,6 +917,8 @@ def _utf8_spans(values: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------
 _LIST_DECODER = msgspec.json.Decoder(list[Trade])
 _RECORD_DECODER = msgspec.json.Decoder(Trade)
+_LEGACY_LIST_DECODER = msgspec.json.Decoder(list[LegacyTrade])
+_LEGACY_RECORD_DECODER = msgspec.json.Decoder(LegacyTrade)
 _TRADE_FIELDS = ("trade_id", "asset_class", "currency", "trader_id")
 _get_ids = attrgetter("trade_id")
 _get_asset = attrgetter("asset_class")
@@ -877,7 +940,8 @@ def _classify(exc: Exception, at_end: bool) -> tuple[str, str]:
         if message.startswith("Number out of range"):
             if message.endswith("`$.timestamp`"):
                 return BAD_TIMESTAMP, message
-            return BAD_NOTIONAL, message
+            if message.endswith("`$.notional`"):
+                return BAD_NOTIONAL, message
         return WRONG_TYPE, message
     if at_end and "truncated" in message:
         return TRUNCATED, message
@@ -895,6 +959,7 @@ _BOM = b"\xef\xbb\xbf"
 class _NativeOut:
     __slots__ = (
         "codes",
+        "defaulted",
         "flags",
         "floats",
         "id_buf",
@@ -909,6 +974,7 @@ class _NativeOut:
 
     def __init__(self, cap: int) -> None:
         self.codes = np.empty((3, cap), np.int64)
+        self.defaulted = np.zeros(cap, np.uint8)
         self.id_end = np.empty(cap, np.int64)
         self.id_buf = np.empty(16 * cap, np.uint8)
         self.rec_start = np.empty(cap, np.int64)
@@ -950,9 +1016,11 @@ class _FeedState:
     windows of the feed; it returns how many bytes it consumed (the caller
     keeps the rest and appends the next read)."""
 
-    def __init__(self, run: _Run) -> None:
+    def __init__(self, run: _Run, legacy: bool = False) -> None:
         self.run = run
         self.limits = run.limits
+        self.legacy = legacy  # trade dicts: LegacyTrade defaults
+        self._order = np.full(16, -1, np.int64)  # key order seen last (parser's guess)
         self.mode: str | None = None  # None (not sniffed), "array", "ndjson", "after"
         self.expect = fs.EXPECT_FIRST
         self.position = 0  # index of the next record
@@ -1066,7 +1134,9 @@ class _FeedState:
                 *run.currency.arrays,
                 *run.trader.arrays,
                 self._need,
-                np.full(16, -1, np.int64),
+                self._order,
+                self.legacy,
+                out.defaulted,
             )
             if k:
                 if final and self.position == 0:
@@ -1185,16 +1255,20 @@ class _FeedState:
         first = self.position
         data = buf.data  # memoryview: slices without copies
         lengths = ends - starts
-        structs: list[Trade] | None = None
+        structs: list[Any] | None = None
         s0, e1 = int(starts[0]), int(ends[-1])
+        if self.legacy:
+            record_decoder, list_decoder = _LEGACY_RECORD_DECODER, _LEGACY_LIST_DECODER
+        else:
+            record_decoder, list_decoder = _RECORD_DECODER, _LIST_DECODER
         if n > 1:
             try:
                 if self.mode == "ndjson":
-                    structs = _RECORD_DECODER.decode_lines(data[s0:e1])
+                    structs = record_decoder.decode_lines(data[s0:e1])
                     if len(structs) != n:  # cannot happen: one record per non-blank line
                         structs = None
                 else:
-                    structs = _LIST_DECODER.decode(b"".join((b"[", data[s0:e1], b"]")))
+                    structs = list_decoder.decode(b"".join((b"[", data[s0:e1], b"]")))
             except (msgspec.DecodeError, UnicodeDecodeError):
                 structs = None
         keep_rows: list[int]
@@ -1208,7 +1282,7 @@ class _FeedState:
             for i in range(n):
                 s, e = int(starts[i]), int(ends[i])
                 try:
-                    structs.append(_RECORD_DECODER.decode(data[s:e]))
+                    structs.append(record_decoder.decode(data[s:e]))
                     keep_rows.append(i)
                 except (msgspec.DecodeError, UnicodeDecodeError) as exc:
                     reason, detail = _classify(exc, at_end and i == last)
@@ -1222,16 +1296,10 @@ class _FeedState:
         self.position += n
         kept = np.asarray(keep_rows, np.int64)
         kept_starts = starts[kept]
-        self.run.values_part(
+        self.run.structs_part(
             q,
             sink,
-            ids=list(map(_get_ids, structs)),
-            asset_class=list(map(_get_asset, structs)),
-            currency=list(map(_get_currency, structs)),
-            trader=list(map(_get_trader, structs)),
-            notional=np.fromiter(map(_get_notional, structs), np.float64, len(structs)),
-            timestamp=np.fromiter(map(_get_timestamp, structs), np.float64, len(structs)),
-            surveillance=np.fromiter(map(_get_surveillance, structs), np.bool_, len(structs)),
+            structs,
             positions=first + kept,
             lengths=lengths[kept],
             raw_of=lambda row: data[int(kept_starts[row]) : int(ends[kept[row]])],
@@ -1480,40 +1548,11 @@ def _read_loop(
 # ---------------------------------------------------------------------------
 # Legacy dicts
 # ---------------------------------------------------------------------------
-class _Missing:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<missing>"
-
-
-_MISSING = _Missing()
-_NUMBER_TYPES = (int, float, np.integer, np.floating)
-_BOOL_TYPES = (bool, np.bool_)
+_DICT_BLOCK = 1 << 14
 _DICT_REPR = reprlib.Repr()
 _DICT_REPR.maxstring = 120
 _DICT_REPR.maxother = 120
 _DICT_REPR.maxdict = 12
-
-
-def _type_ok(t: type, kind: str) -> bool:
-    if kind == "str":
-        return t is str
-    if kind == "number":
-        return issubclass(t, _NUMBER_TYPES) and not issubclass(t, _BOOL_TYPES)
-    return issubclass(t, _BOOL_TYPES)
-
-
-# field, kind, default for the legacy path (None: required)
-_DICT_FIELDS: tuple[tuple[str, str, Any], ...] = (
-    ("trade_id", "str", None),
-    ("asset_class", "str", None),
-    ("notional", "number", None),
-    ("currency", "str", "USD"),
-    ("trader_id", "str", None),
-    ("timestamp", "number", None),
-    ("surveillance_required", "bool", False),
-)
 
 
 @overload
@@ -1563,100 +1602,93 @@ def columns_from_dicts(
     run = _Run(desk, dictionaries, limits)
     q = run.quarantine()
     rows = trades if isinstance(trades, list) else list(trades)
-    n = len(rows)
-    earlier: list[tuple[int, str, str, bytes | str, int | None, str | None]] = []
-    index = np.arange(n, dtype=np.int64)
+    sink = _Sink(run.dictionaries, len(rows))
+    unencodable: dict[int, str] = {}
+    run.rewrite = _DictRewrite(rows, unencodable)
+    # Each block of dicts is encoded to JSON in one C pass (msgspec) and parsed
+    # by the feed parser while the bytes are in cache: the dicts are touched
+    # once (scattered over the heap, they cost a cache miss per value), the
+    # rules are exactly the feed rules, and memory stays a couple of blocks.
+    # The parser releases the GIL, so block i is parsed on a worker thread
+    # while block i+1 is encoded (in order: one worker, two blocks in flight).
+    with _RUN_LOCK:
+        run.dictionaries.trade_ids.reserve(len(rows))
 
-    if not all(type(t) is dict for t in set(map(type, rows))):
-        ok = [i for i, t in enumerate(rows) if isinstance(t, dict)]
-        for i in sorted(set(range(n)) - set(ok)):
-            earlier.append(
-                (
-                    i,
-                    WRONG_TYPE,
-                    f"expected a trade dict, got {type(rows[i]).__name__}",
-                    _DICT_REPR.repr(rows[i]),
-                    None,
-                    None,
-                )
-            )
-        rows = [rows[i] for i in ok]
-        index = index[ok]
+    def parse(data: bytes, b0: int) -> None:
+        state = _FeedState(run, legacy=True)
+        state.position = b0
+        state.process(data, 0, True, sink, q)
 
-    values: dict[str, list[Any]] = {}
-    bad = np.zeros(len(rows), np.bool_)
-    for field, kind, default in _DICT_FIELDS:
-        column = list(map(methodcaller("get", field, _MISSING), rows))
-        values[field] = column
-        if all(_type_ok(t, kind) for t in set(map(type, column))):
-            continue  # the common case: one C-level pass per field
-        for i, v in enumerate(column):
-            if v is _MISSING and default is not None:
-                column[i] = default
-                q.defaulted[field] += 1
-                continue
-            if v is _MISSING:
-                reason, detail = MISSING_FIELD, f"Object missing required field `{field}`"
-            elif not _type_ok(type(v), kind):
-                reason = WRONG_TYPE
-                detail = f"{field} must be a {kind}, got {type(v).__name__}: {_DICT_REPR.repr(v)}"
-            else:
-                continue
-            if not bad[i]:
-                bad[i] = True
-                trade_id = rows[i].get("trade_id")
-                earlier.append(
-                    (
-                        int(index[i]),
-                        reason,
-                        detail,
-                        _DICT_REPR.repr(rows[i]),
-                        None,
-                        trade_id if isinstance(trade_id, str) else None,
-                    )
-                )
-
-    if bad.any():
-        good = np.flatnonzero(~bad).tolist()
-        values = {f: [c[i] for i in good] for f, c in values.items()}
-        rows = [rows[i] for i in good]
-        index = index[good]
-
-    m = len(rows)
-    notional = _float_column(values["notional"])
-    timestamp = _float_column(values["timestamp"])
-    sink = _Sink(run.dictionaries, m)
-    run.values_part(
-        q,
-        sink,
-        ids=values["trade_id"],
-        asset_class=values["asset_class"],
-        currency=values["currency"],
-        trader=values["trader_id"],
-        notional=notional,
-        timestamp=timestamp,
-        surveillance=np.fromiter(values["surveillance_required"], np.bool_, m),
-        positions=index,
-        lengths=np.zeros(m, np.int64),
-        raw_of=lambda row: _DICT_REPR.repr(rows[row]),
-        offset_of=lambda row: None,
-        earlier=earlier,
-    )
+    starts = range(0, len(rows), _DICT_BLOCK)
+    if len(starts) <= 1:
+        for b0 in starts:
+            parse(_encode_block(rows, b0, unencodable), b0)
+    else:
+        with ThreadPoolExecutor(1, thread_name_prefix="surv-ingest") as pool:
+            previous: Future[None] | None = None
+            for b0 in starts:
+                future = pool.submit(parse, _encode_block(rows, b0, unencodable), b0)
+                if previous is not None:
+                    previous.result()
+                previous = future
+            if previous is not None:
+                previous.result()
     _log_quarantine(q, desk, "columns_from_dicts")
     batch = sink.batch()
     return (batch, q) if return_quarantine else batch
 
 
-def _float_column(values: list[Any]) -> np.ndarray:
-    """float64 of Python/NumPy numbers; ints too large for a float become inf
-    (and are then quarantined as bad_notional / bad_timestamp)."""
+def _encode_block(rows: list[Any], b0: int, unencodable: dict[int, str]) -> bytes:
+    """JSON of ``rows[b0:b0+_DICT_BLOCK]``; a row msgspec cannot encode becomes
+    ``null`` (a wrong_type record) and its reason is kept in ``unencodable``."""
+    block = rows[b0 : b0 + _DICT_BLOCK]
     try:
-        return np.array(values, np.float64) if values else np.empty(0, np.float64)
-    except OverflowError:
-        out = np.empty(len(values), np.float64)
-        for i, v in enumerate(values):
+        return _DICT_ENCODER.encode(block)
+    except Exception:  # any object msgspec cannot encode: find it
+        pieces = []
+        for i, d in enumerate(block):
             try:
-                out[i] = float(v)
-            except OverflowError:
-                out[i] = np.inf if v > 0 else -np.inf
-        return out
+                pieces.append(_DICT_ENCODER.encode(d))
+            except Exception as exc:
+                unencodable[b0 + i] = f"not a JSON-like trade dict: {type(exc).__name__}: {exc}"
+                pieces.append(b"null")
+        return b"[" + b",".join(pieces) + b"]"
+
+
+def _numpy_scalar(value: Any) -> Any:
+    """msgspec enc_hook: NumPy scalars are the Python numbers/bools they hold."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+_DICT_ENCODER = msgspec.json.Encoder(enc_hook=_numpy_scalar)
+
+
+class _DictRewrite:
+    """Quarantine records of the dict path describe the dict, not its JSON."""
+
+    __slots__ = ("rows", "unencodable")
+
+    def __init__(self, rows: list[Any], unencodable: dict[int, str]) -> None:
+        self.rows = rows
+        self.unencodable = unencodable
+
+    def __call__(
+        self, position: int, reason: str, detail: str, raw: bytes | str, offset: int | None
+    ) -> tuple[str, str, bytes | str, int | None]:
+        d = self.rows[position]
+        raw = _DICT_REPR.repr(d)
+        if position in self.unencodable:
+            return WRONG_TYPE, self.unencodable[position], raw, None
+        if reason == WRONG_TYPE and "got `null`" in detail and isinstance(d, dict):
+            # JSON has no NaN/inf: the encoder wrote null for them
+            for field, why in (("notional", BAD_NOTIONAL), ("timestamp", BAD_TIMESTAMP)):
+                value = d.get(field)
+                if (
+                    detail.endswith(f"`$.{field}`")
+                    and isinstance(value, (float, np.floating))
+                    and not np.isfinite(value)
+                ):
+                    return why, f"{field} {float(value)!r} is not a finite number", raw, None
+        return reason, detail, raw, None

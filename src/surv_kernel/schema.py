@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["FIELDS", "Trade"]
+__all__ = ["FIELDS", "LegacyTrade", "Trade"]
 
 
 class Trade(msgspec.Struct, gc=False):
@@ -41,3 +41,23 @@ class Trade(msgspec.Struct, gc=False):
 
 #: Field names in schema order.
 FIELDS: tuple[str, ...] = Trade.__struct_fields__
+
+
+class LegacyTrade(msgspec.Struct, gc=False):
+    """A trade dict as the legacy ``detect_anomalies`` received it.
+
+    The received detector never read ``currency`` or ``surveillance_required``,
+    so its callers may omit them: a missing currency is USD (the received
+    ``transform_trade`` defaulted it so) and a missing flag is False (the
+    received ``SurveillanceProcessor`` did). ``UNSET`` marks the omission so
+    ingest can count and log each default; an explicit ``None`` is still a type
+    error.
+    """
+
+    trade_id: str
+    asset_class: str
+    notional: float
+    trader_id: str
+    timestamp: float
+    currency: str | msgspec.UnsetType = msgspec.UNSET
+    surveillance_required: bool | msgspec.UnsetType = msgspec.UNSET
