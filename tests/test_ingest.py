@@ -781,6 +781,53 @@ def test_columns_from_dicts_quarantine() -> None:
     assert len(columns_from_dicts(iter([trade(0)]))) == 1
 
 
+def test_columns_from_dicts_many_blocks_match_reference() -> None:
+    """Past one block (16k dicts) the dicts are encoded and parsed in a
+    pipeline; order, positions, duplicates and defaults must not care."""
+    rng = np.random.default_rng(5)
+    trades: list[Any] = []
+    for i in range(40_000):
+        r = rng.random()
+        if r < 0.01:
+            trades.append(trade(i, notional=-1.0))
+        elif r < 0.02:
+            trades.append(trade(int(rng.integers(0, max(i, 1)))))  # maybe a duplicate
+        elif r < 0.03:
+            trades.append(trade(i, currency=None))  # legacy default
+        else:
+            trades.append(trade(i))
+    batch, q = columns_from_dicts(trades, return_quarantine=True)
+    texts = [enc(t if "currency" in t else t | {"currency": "USD"}) for t in trades]
+    rows, bad = reference_feed(texts)
+    assert rows_of(batch) == rows
+    assert [(r.position, r.reason) for r in q] == bad
+    assert q.defaulted["currency"] == sum("currency" not in t for t in trades)
+    assert all(r.offset is None and r.raw.startswith("{") for r in q)
+
+
+def test_columns_from_dicts_odd_values() -> None:
+    class Opaque:
+        pass
+
+    trades: list[Any] = [
+        trade(0, notional=float("inf")),
+        trade(1, timestamp=float("nan")),
+        trade(2, venue=Opaque()),  # not encodable: the whole record is refused
+        trade(3, notional=np.float64(7.5), surveillance_required=np.bool_(False)),
+        "T4",
+        trade(5),
+    ]
+    batch, q = columns_from_dicts(trades, return_quarantine=True)
+    assert batch.trade_id.tolist() == ["T0000003", "T0000005"]
+    assert [(r.position, r.reason) for r in q] == [
+        (0, "bad_notional"),
+        (1, "bad_timestamp"),
+        (2, "wrong_type"),
+        (4, "wrong_type"),
+    ]
+    assert "inf" in q[0].detail and "nan" in q[1].detail and "Opaque" in q[2].detail
+
+
 def test_dict_raw_is_bounded() -> None:
     _, q = columns_from_dicts([trade(0, currency="X" * 10_000)], return_quarantine=True)
     assert len(q[0].raw) < 1000

@@ -5,7 +5,7 @@ Entry points
 ``decode_feed(data, desk=None)``
     One feed in memory (bytes or str, a JSON array or NDJSON) ->
     ``(TradeBatch, Quarantine)``.
-``iter_feed(source, chunk_size=8 MiB)``
+``iter_feed(source, chunk_size=1 MiB)``
     A feed file (path, binary file object, or bytes) read ``chunk_size`` bytes
     at a time, yielding ``(TradeBatch, Quarantine)`` per chunk. Peak memory
     depends on ``chunk_size`` and ``IngestLimits.max_record_bytes``, not on
@@ -131,7 +131,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_BYTES = 8 << 20
+#: iter_feed's default read size (~6k trades of a typical feed per batch).
+#: Peak RSS of streaming a 2M-trade file in a fresh process, measured: 213 MB
+#: at 1 MiB, 219 MB at 2 MiB, 232 MB at 4 MiB, 251 MB at 8 MiB (of which ~157
+#: MB is importing NumPy/Numba/msgspec and loading the JIT kernels, ~50 MB the
+#: run's 2M-id duplicate set); the speed is the same from 256 KiB to 8 MiB.
+DEFAULT_CHUNK_BYTES = 1 << 20
 
 # ---------------------------------------------------------------------------
 # Reasons
@@ -1595,7 +1600,19 @@ def columns_from_dicts(
     Both defaults are counted in ``Quarantine.defaulted`` and logged once per
     call. Numbers may be Python or NumPy ints/floats (bools are not numbers
     here); strings are never parsed as numbers (the received detector added
-    notionals with ``+``, so a string notional never worked there either).
+    notionals with ``+``, so a string notional never worked there either); a
+    NaN or infinite notional/timestamp is ``bad_notional``/``bad_timestamp``;
+    a dict holding something that is not JSON-like (an arbitrary object) is
+    ``wrong_type``, as is a list entry that is not a dict. Quarantine records
+    carry a bounded ``repr`` of the dict and no byte offset.
+
+    How: each block of 16k dicts is encoded to JSON by msgspec (one C pass over
+    the dicts, which sit scattered over the heap) and parsed by the feed parser
+    while the bytes are in cache, so the rules are literally the feed rules;
+    ``max_record_bytes`` applies to a dict's JSON. The parser releases the GIL,
+    so block i is parsed on a worker thread while block i+1 is encoded.
+    Measured on 1M shuffled dicts: ~1.1 s, against ~1.6 s for one plain list
+    comprehension per column with no validation at all.
     Records that fail are quarantined (position = list index), never raised;
     pass ``return_quarantine=True`` to get ``(batch, quarantine)``.
     """
