@@ -549,6 +549,21 @@ def test_data_after_the_array_and_junk_between_records() -> None:
     assert [(r.position, r.reason) for r in q] == [(1, "bad_json")]
 
 
+def test_deep_nesting_is_bad_json_not_an_exception() -> None:
+    """msgspec raises RecursionError past ~1000 levels, well inside 64 KiB."""
+    deep = b'{"a":' * 5000 + b"1" + b"}" * 5000
+    for feed in (array_feed([trade(0), deep, trade(1)]), ndjson_feed([trade(0), deep, trade(1)])):
+        batch, q = decode_feed(feed)
+        assert batch.trade_id.tolist() == ["T0000000", "T0000001"]
+        assert [(r.position, r.reason) for r in q] == [(1, "bad_json")]
+        assert "nested too deeply" in q[0].detail
+    nested: Any = 1
+    for _ in range(5000):
+        nested = {"a": nested}
+    _, q = columns_from_dicts([trade(0, meta=nested), trade(1)], return_quarantine=True)
+    assert [(r.position, r.reason) for r in q] == [(0, "wrong_type")]
+
+
 # ---------------------------------------------------------------------------
 # Feed errors: loud, never an empty batch
 # ---------------------------------------------------------------------------

@@ -939,6 +939,8 @@ def _classify(exc: Exception, at_end: bool) -> tuple[str, str]:
     message = str(exc)
     if isinstance(exc, UnicodeDecodeError):
         return BAD_JSON, f"invalid UTF-8: {message}"
+    if isinstance(exc, RecursionError):  # msgspec: nesting deeper than Python's stack
+        return BAD_JSON, f"nested too deeply: {message}"
     if isinstance(exc, msgspec.ValidationError):
         if message.startswith("Object missing required field"):
             return MISSING_FIELD, message
@@ -1274,7 +1276,7 @@ class _FeedState:
                         structs = None
                 else:
                     structs = list_decoder.decode(b"".join((b"[", data[s0:e1], b"]")))
-            except (msgspec.DecodeError, UnicodeDecodeError):
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 structs = None
         keep_rows: list[int]
         earlier: list[tuple[int, str, str, bytes | str, int | None, str | None]] = []
@@ -1289,7 +1291,7 @@ class _FeedState:
                 try:
                     structs.append(record_decoder.decode(data[s:e]))
                     keep_rows.append(i)
-                except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+                except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
                     reason, detail = _classify(exc, at_end and i == last)
                     if reason not in _NOT_JSON:
                         self.n_json += 1
