@@ -67,18 +67,25 @@ its raw text and one reason (the first that applies, in this order):
 Duplicates: the first *accepted* record with an id is kept, later ones are
 quarantined, in feed order, across chunks and desks of one run (the
 ``Dictionaries``). A record quarantined for another reason does not reserve
-its id. Ids are compared by a 64-bit hash of their UTF-8 bytes (FNV-1a +
-fmix64, deterministic across processes): 8 bytes per accepted id at a load of
-at most 1/2 (~16-32 MB per 1M ids instead of ~100 MB for a Python set of
-str). Two different ids collide with probability about n**2 / 2**65 (1e-7 for
-2M ids); a collision would quarantine a good trade as a duplicate - visible
-and counted, never silent.
+its id. Ids are compared by a 64-bit hash of their UTF-8 bytes
+(``feedscan._hash_span``: deterministic, so every process and every chunking
+agree) kept in an open-addressing table (:class:`TradeIdSet`): 8 bytes per
+slot at a load of at most 1/2, i.e. 16-32 MB per 1M ids, against ~100 MB for
+a Python set of str. Two different ids collide with probability about
+n**2 / 2**65 (1e-7 for 2M ids); a collision would quarantine a good trade as a
+duplicate - visible and counted, never silent.
 
 Timestamps are float64 epoch seconds in the feed; they become int64
-nanoseconds as the nearest nanosecond of that float (integer and fractional
-parts converted separately, so the conversion adds < 1 ns of error). A
-float64 near 1.7e9 s resolves ~0.24 microseconds, which bounds the precision
-the feed itself carries.
+nanoseconds as exactly the nearest nanosecond of that float (ties to even;
+whole and fractional seconds are converted separately, so no rounding happens
+before the last step). A float64 near 1.7e9 s resolves ~0.24 microseconds,
+which bounds the precision the feed itself carries.
+
+Threads: the native kernels release the GIL, so desks can be decoded on
+parallel threads; the changes to a run's shared state (dictionary codes, the
+trade id set) are serialised by one lock, so threads sharing a
+``Dictionaries`` get consistent codes and each id accepted once (which
+desk's copy of a duplicate wins then depends on timing).
 
 Every quarantined record is counted on the :class:`Quarantine` (``counts`` by
 reason) and summarised at WARNING on this module's logger, per call or chunk.
@@ -820,12 +827,6 @@ class _Run:
             offset_of=offset_of,
             earlier=earlier,
         )
-
-
-def _field(
-    starts: np.ndarray, lengths: np.ndarray, hashes: np.ndarray, j: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return starts[j], lengths[j], hashes[j]
 
 
 def _object_array(values: list[Any]) -> np.ndarray:
