@@ -95,10 +95,12 @@ def naive_detect(rows, cfg: DetectionConfig, baselines: Baselines | None = None)
                 samples.append(s)
                 kept = k
         m_t = _median(samples)
-        mad = _median([abs(s - m_t) for s in samples])
-        sigma_t = min(max(mad * C, cfg.scale_rel * m_t), m_t * (FENCE_RATIO - 1.0) / FENCE_Z)
+        mad_t = _median([abs(s - m_t) for s in samples])
+        sigma_t = min(max(mad_t * C, cfg.scale_rel * m_t), m_t * (FENCE_RATIO - 1.0) / FENCE_Z)
         fence = m_t + FENCE_Z * sigma_t
-        trimmed = _median([s for _, _, s in win if s <= fence])
+        kept_sums = [s for _, _, s in win if s <= fence]
+        trimmed = _median(kept_sums)
+        mad = _median([abs(s - trimmed) for s in kept_sums])  # activity-weighted, trimmed
         desks = Counter(m[2][3] for m in members)
         top = max(desks.values())
         info[key] = dict(
@@ -106,18 +108,19 @@ def naive_detect(rows, cfg: DetectionConfig, baselines: Baselines | None = None)
             win=win,
             m_t=m_t,
             mad=mad,
+            mad_t=mad_t,
             n=len(samples),
             median=trimmed,
             main_desk=min(k for k, v in desks.items() if v == top),
         )
 
-    # peers: quantile over member groups of their (thinned) medians and MADs
+    # peers: quantile over member groups of their thinned medians and MADs
     def stat(members):
         st_ = [i for i in members if i["n"] >= cfg.stable_windows and i["m_t"] > 0]
-        rel = _median([i["mad"] * C / i["m_t"] for i in st_]) if st_ else None
+        rel = _median([i["mad_t"] * C / i["m_t"] for i in st_]) if st_ else None
         return (
             float(np.quantile([i["m_t"] for i in members], cfg.peer_quantile)),
-            float(np.quantile([i["mad"] for i in members], cfg.peer_quantile)),
+            float(np.quantile([i["mad_t"] for i in members], cfg.peer_quantile)),
             len(members),
             rel,
         )
@@ -152,7 +155,9 @@ def naive_detect(rows, cfg: DetectionConfig, baselines: Baselines | None = None)
 
         def own(key):
             s = baselines.groups.get(key[0], {}).get(key[1])
-            return (s.median, s.mad, s.n, s.time_median) if s else (math.nan, math.nan, 0, None)
+            if s is None:
+                return math.nan, math.nan, 0, None
+            return s.median, s.mad if s.window_mad is None else s.window_mad, s.n, s.time_median
 
     def peer(ac, desk):
         for stat_, name in (
@@ -480,11 +485,20 @@ def test_baseline_median_mad_agree_with_numpy():
         samples = np.array(samples)
         assert counts[g] == len(samples)
         assert m_t[g] == pytest.approx(np.median(samples), rel=1e-15)
-        assert mad[g] == pytest.approx(np.median(np.abs(samples - np.median(samples))), rel=1e-15)
-        sigma = np.clip(mad[g] * MAD_TO_SIGMA, 0.1 * m_t[g], m_t[g] * (FENCE_RATIO - 1) / FENCE_Z)
-        assert median[g] == pytest.approx(
-            np.median(sums[sums <= m_t[g] + FENCE_Z * sigma]), rel=1e-15
-        )
+        mad_t = np.median(np.abs(samples - np.median(samples)))
+        sigma = np.clip(mad_t * MAD_TO_SIGMA, 0.1 * m_t[g], m_t[g] * (FENCE_RATIO - 1) / FENCE_Z)
+        kept = sums[sums <= m_t[g] + FENCE_Z * sigma]
+        assert median[g] == pytest.approx(np.median(kept), rel=1e-15)
+        assert mad[g] == pytest.approx(np.median(np.abs(kept - np.median(kept))), rel=1e-15)
+    # untrimmed groups keep the thinned statistics
+    trim = np.arange(40) % 2 == 0
+    median2, mad2, counts2, m_t2 = baseline_stats(ws, trim=trim)
+    assert (counts2 == counts).all() and (m_t2 == m_t).all()
+    assert (median2[trim] == median[trim]).all() and (mad2[trim] == mad[trim]).all()
+    assert (median2[~trim] == m_t[~trim]).all()
+    for g in np.flatnonzero(~trim):
+        lo, hi = ws.group_offsets[g], ws.group_offsets[g + 1]
+        assert mad2[g] > 0 or hi - lo < 3
 
 
 # -- episodes ---------------------------------------------------------------------------------
@@ -646,6 +660,35 @@ def test_calibrate_save_load_round_trip(tmp_path, suffix):
     )
     with pytest.raises(ValueError, match="must end in"):
         base.save(tmp_path / "baselines.txt")
+
+
+def test_baselines_without_window_mad_score_with_the_thinned_mad():
+    """Baselines saved before ``window_mad`` existed still load, and their
+    z scale is the (thinned) ``mad`` they carry; new ones use window_mad."""
+    cfg = DetectionConfig()
+    sizes = [100_000.0, 300_000.0, 150_000.0, 500_000.0, 120_000.0]
+    t0 = T0 - 86_400 * dtypes.NS_PER_SECOND
+    history = [  # uneven sizes and gaps: thinned and activity-weighted spreads differ
+        (f"H{i}", "P1", "equity", "D1", t0 + (i * 13 + (i % 4) * 7) * MIN, sizes[i % 5])
+        for i in range(60)
+    ]
+    base = calibrate(make_batch(history), cfg)
+    stat = base.groups["P1"]["equity"]
+    assert stat.window_mad is not None and stat.window_mad != stat.mad
+    raw = msgspec.to_builtins(base)
+    for books in raw["groups"].values():
+        for own in books.values():
+            del own["window_mad"]  # the file as the previous version wrote it
+    old = Baselines.from_bytes(msgspec.json.encode(raw))
+    assert old.groups["P1"]["equity"].window_mad is None
+    today = quiet_day("P1", desk="D1") + burst("P1", T0 + 300 * MIN, 4e6, n=3)
+    for baselines, mad in ((old, stat.mad), (base, stat.window_mad)):
+        own = [
+            a
+            for a in detect(make_batch(today), cfg, baselines).alerts
+            if a.trader_id == "P1" and a.explanation.baseline_source == "own"
+        ]
+        assert own and all(a.explanation.baseline_mad_usd == mad for a in own)
 
 
 def test_cold_start_uses_desk_peers_then_class_peers_then_floor_only():
