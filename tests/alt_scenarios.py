@@ -5,16 +5,16 @@ is written apart from it on purpose, with other choices at every step, so a
 model that only learnt the first generator's quirks shows it here:
 
 - **Arrival**: a Hawkes-like Poisson cluster process per book. Parent trades
-  come from a desk-specific intraday profile (a sharp opening spike decaying
-  over the first hour, a lunch dip, a closing ramp, and on the rates desks
+  come from a desk-specific intraday profile (an opening spike decaying over
+  the first half hour, a lunch dip, a closing ramp, and on the rates desks
   macro-release spikes), each trade spawns ``Poisson(eta)`` children after
   exponential delays (split fills, hedges, follow-ups), recursively. Normal
   activity therefore comes in clumps, not as independent points.
 - **Sizes**: a lognormal body plus a truncated Pareto tail (0.5-3% of a
-  book's orders are 2-15x its median), half the child trades clips like their
-  parent,
-  notionals rounded to lots in the trade's own currency (so identical sizes
-  and MAD = 0 happen).
+  book's orders are 2-15x its median); half the child trades are clips the
+  size of their parent (a worked order), the rest fresh orders; notionals
+  are rounded to lots in the trade's own currency (so identical sizes and
+  MAD = 0 happen).
 - **Traders**: small, flow, institutional (a normal half hour of 2-8x the
   asset-class floor, i.e. often over floor x 3), algo (thousands of tiny
   clustered trades), quiet (one to six trades a day: cold start) and
@@ -50,6 +50,17 @@ Run the table (legacy ``detect_anomalies`` on the concatenated dicts, and
 
     PYTHONPATH=src:python:tests python tests/alt_scenarios.py [--seeds 0-7]
         [--mix NAME] [--knob intensity=(3,30)] [--details]
+
+Measured (model defaults after the robustness pass; 5 mixes x 6 seeds,
+pooled; the legacy entry point gives the same figures): seeds 0-5
+precision 0.913, recall 0.943, 1.00 alerts per detected episode; held-out
+seeds 6-11 precision 0.911, recall 0.933. Recall is ~1.00 at 10-30x, 0.97 at
+5-10x and 0.80 at 3-5x (the model needs a window >= 4x the trader's normal).
+Most false positives are ordinary clusters of trades (Hawkes bursts, a
+desk's open, a macro release on the rates desks) of traders with 20-300
+trades a day; with Poisson arrivals (``--knob clustering=0.0``) precision is
+0.98. Before the pass (thinned MAD, fence 3/3, z 8, ratio 5): precision
+0.831, recall 0.922.
 """
 
 from __future__ import annotations
@@ -77,7 +88,7 @@ class AltDesk:
     currencies: tuple[tuple[str, float], ...]
     profile: str  # "open" (equity), "rates" (close ramp + releases), "flat" (derivatives)
     stamp_ns: int  # timestamp resolution of the desk's booking system
-    lot: float  # notional rounding in units of the trade currency (per USD-equivalent unit)
+    lot: float  # notional rounding, units of the trade currency (JPY: 100x this)
 
 
 ALT_DESKS: tuple[AltDesk, ...] = (
@@ -105,7 +116,7 @@ class _Kind:
 KINDS: Mapping[str, _Kind] = {
     "small": _Kind((4, 60), (0.004, 0.05), (0.4, 1.0), (0.1, 0.4), (30, 300)),
     "flow": _Kind((40, 300), (0.03, 0.25), (0.3, 0.8), (0.2, 0.5), (20, 180)),
-    # size is replaced by a normal half-hour volume of 2-8x the floor (see _books)
+    # size is replaced by a normal half-hour volume of 2-8x the floor (generate_alt_day)
     "institutional": _Kind((150, 700), (0.0, 0.0), (0.3, 0.7), (0.2, 0.5), (15, 120)),
     "algo": _Kind((800, 4000), (0.001, 0.01), (0.2, 0.5), (0.5, 0.8), (2, 20)),
     "quiet": _Kind((1, 6), (0.05, 0.6), (0.3, 0.8), (0.0, 0.2), (60, 600)),
