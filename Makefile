@@ -16,6 +16,9 @@ $(VENV)/.deps: pyproject.toml setup.py
 # what `pip install` ships, including the drop-in trade_surveillance_pipeline.
 install: $(VENV)/.deps
 	$(PY) -m pip install --quiet --no-deps --force-reinstall --no-build-isolation .
+	@# Compile (or load from the Numba cache) every kernel now, and say how long it took,
+	@# so the first real batch does not pay for compilation and the cost stays visible.
+	$(PY) -c "from surv_kernel.desks import warm_up; print(f'Numba warm-up: {warm_up():.1f} s')"
 
 test: install
 	$(VENV)/bin/ruff check .

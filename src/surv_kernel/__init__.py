@@ -41,6 +41,8 @@ _LAZY = {
     "rolling_window_sums": "windows",
     "window_stats": "windows",
     "WindowStats": "windows",
+    "group_median_mad": "windows",
+    "MAD_TO_SIGMA": "windows",
     # alert model
     "detect": "model",
     "calibrate": "model",
