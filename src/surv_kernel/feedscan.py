@@ -14,10 +14,10 @@ Python object exists per trade until the ids are split out in one call.
 
 It is an accelerator, never the judge. It accepts only what it fully
 understands - an object holding the seven schema fields (each exactly once)
-plus optional extra fields with scalar values, ASCII strings without escapes,
-numbers whose value it can round exactly - and *bails* on anything else: an
-escape or a non-ASCII byte in a string, a nested extra field, a type it does
-not expect, a missing or repeated key, invalid JSON. The wrapper hands a bailed
+plus optional extra fields with scalar values, strings of well-formed UTF-8
+without escapes, numbers whose value it can round exactly - and *bails* on
+anything else: an escape or ill-formed UTF-8 in a string, a nested extra
+field, a type it does not expect, a missing or repeated key, invalid JSON. The wrapper hands a bailed
 record to msgspec, which decides (and, if it is bad, says why). So a feed is
 parsed natively as far as possible and a bad record costs a slow path for that
 record only.
@@ -34,10 +34,10 @@ Strings are hashed eight bytes at a step (see ``_hash_span``). The hash is
 deterministic (unlike Python's salted ``hash``), so duplicate detection gives
 the same answer in every process and for every chunking.
 
-Performance notes (measured, 1M-trade feed): helpers that take arrays are
-compiled with ``_nrt=False`` - with Numba's reference counting on, every call
-did atomic incref/decref on each array argument and the parser ran 3x slower
-(0.64 s -> 0.21 s). For the same reason ``parse_records`` takes its scratch
+Performance notes (measured, 1M-trade feed): every function here is
+compiled with ``_nrt=False`` (none allocates) - with Numba's reference
+counting on, each call of a helper did atomic incref/decref on each array
+argument and the parser ran 3x slower (0.64 s -> 0.21 s). For the same reason ``parse_records`` takes its scratch
 ``order`` array from the caller and interns via an IR-inlined ``_intern_one``
 rather than a helper with two dozen array arguments (which doubled the time).
 """
@@ -64,7 +64,7 @@ NEED_MORE = 2
 BAIL = 3
 #: The output arrays are full; resume at ``pos``.
 FULL = 4
-#: An element is longer than the byte limit it was scanned with.
+#: A record is longer than ``max_record`` bytes; ``pos`` is where it starts.
 TOO_BIG = 6
 #: A string table or the id buffer is full; ``need`` says which and how much.
 #: Grow it and resume at ``pos`` (the record there was not committed).
@@ -194,7 +194,7 @@ _FMIX2 = np.uint64(0xC4CEB9FE1A85EC53)
 _U33 = np.uint64(33)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _clz64(x):
     n = 0
     if x <= np.uint64(0x00000000FFFFFFFF):
@@ -217,7 +217,7 @@ def _clz64(x):
     return n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _mul128(a, b):
     """The full 128-bit product of two uint64, as (high, low), from 32-bit halves."""
     a_lo = a & _M32
@@ -234,7 +234,7 @@ def _mul128(a, b):
     return hi, lo
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def decimal_to_double(w, q, negative):
     """``(ok, value)`` for the decimal ``w * 10**q`` (``w`` a uint64 of <= 19
     digits), correctly rounded; ``ok`` is False for subnormal or overflowing
@@ -295,15 +295,67 @@ def _skip_ws(buf, p, end, newline_is_ws):
 
 
 @njit(cache=True, nogil=True, _nrt=False)
+def _utf8_length(buf, i, end):
+    """Length (2-4) of the well-formed UTF-8 sequence starting at ``buf[i]``
+    (a byte >= 0x80), 0 if it is ill-formed, -1 if ``end`` cuts it short.
+
+    Exactly the well-formed sequences of the Unicode standard (Table 3-7), the
+    ones Python's strict UTF-8 decoder accepts: no overlong forms, no
+    surrogates (ED A0..BF), nothing above U+10FFFF.
+    """
+    c = buf[i]
+    if 0xC2 <= c <= 0xDF:
+        n, lo, hi = 2, 0x80, 0xBF
+    elif c == 0xE0:
+        n, lo, hi = 3, 0xA0, 0xBF
+    elif 0xE1 <= c <= 0xEC or c == 0xEE or c == 0xEF:
+        n, lo, hi = 3, 0x80, 0xBF
+    elif c == 0xED:
+        n, lo, hi = 3, 0x80, 0x9F
+    elif c == 0xF0:
+        n, lo, hi = 4, 0x90, 0xBF
+    elif 0xF1 <= c <= 0xF3:
+        n, lo, hi = 4, 0x80, 0xBF
+    elif c == 0xF4:
+        n, lo, hi = 4, 0x80, 0x8F
+    else:
+        return 0
+    for j in range(1, n):
+        if i + j >= end:
+            return -1
+        b = buf[i + j]
+        # the second byte has the lead's special range, later ones 80..BF
+        if j == 1:
+            if b < lo or b > hi:
+                return 0
+        elif b < 0x80 or b > 0xBF:
+            return 0
+    return n
+
+
+@njit(cache=True, nogil=True, _nrt=False)
 def _scan_string(buf, p, end):
     """``p`` at an opening quote: ``(code, close)`` with ``close`` the closing
-    quote. BAIL on an escape, a control character or a non-ASCII byte."""
+    quote. UTF-8 is validated here; BAIL on an escape, a control character or
+    ill-formed UTF-8 (msgspec then says which)."""
     i = p + 1
     while i < end:
-        cls = _STR_CLASS[buf[i]]
-        if cls:
-            return (OK if cls == 1 else BAIL), i
-        i += 1
+        c = buf[i]
+        cls = _STR_CLASS[c]
+        if cls == 0:
+            i += 1
+        elif cls == 1:
+            return OK, i
+        elif c >= 128:
+            n = _utf8_length(buf, i, end)
+            if n > 0:
+                i += n
+            elif n < 0:
+                return NEED_MORE, i
+            else:
+                return BAIL, i
+        else:
+            return BAIL, i
     return NEED_MORE, i
 
 
@@ -642,6 +694,7 @@ def parse_records(
     ndjson,
     final,
     expect,
+    k0,
     rec_start,
     rec_end,
     str_start,
@@ -675,8 +728,11 @@ def parse_records(
     order,
     legacy,
     defaulted,
+    bailed,
+    max_record,
 ):
-    """Parse trade records from ``buf[pos:end]`` into the output rows.
+    """Parse trade records from ``buf[pos:end]`` into the output rows
+    ``k0, k0+1, ...`` (up to ``len(rec_start)``).
 
     ``ndjson``: records are lines; otherwise ``pos`` is inside a JSON array in
     state ``expect``. ``final``: ``end`` is the end of the feed. Row ``k``
@@ -691,13 +747,18 @@ def parse_records(
     (trade dicts): a missing currency is USD and a missing flag False, marked
     in ``defaulted[k]``.
 
-    Returns ``(status, rows, pos, expect)``; on BAIL, NEED_MORE or GROW
-    ``pos`` is where the troublesome record starts (its first non-blank
-    byte). A record is committed only together with its separator (``,``/``]``
-    or the end of its line).
+    A record this parser does not take (see the module docstring) still gets
+    its row: ``bailed[k]`` is set, its span recorded and its id left empty,
+    for msgspec to decode afterwards; the parser does not stop for it.
+
+    Returns ``(status, k, pos, expect)`` with ``k`` the next free row; on
+    NEED_MORE, TOO_BIG (a record over ``max_record`` bytes) or GROW ``pos``
+    is where the troublesome record starts (its first non-blank byte). A
+    record is committed only together with its separator (``,``/``]`` or the
+    end of its line).
     """
     cap = rec_start.shape[0]
-    k = 0
+    k = k0
     while True:
         pos = _skip_ws(buf, pos, end, True)
         if pos >= end:
@@ -722,28 +783,72 @@ def parse_records(
             legacy,
             defaulted,
         )
-        if code != OK:
-            if code == NEED_MORE and final and ndjson:
-                code = BAIL  # an unfinished last line: msgspec will say why
-            return code, k, pos, expect
-        if ndjson:
-            # The record must be alone on its line.
-            q = _skip_ws(buf, p, end, False)
-            if q < end:
-                if buf[q] != 10:
-                    return BAIL, k, pos, expect
-            elif not final:
+        if code == NEED_MORE:
+            if not (final and ndjson):
                 return NEED_MORE, k, pos, expect
-            c = 10
-        else:
-            # Commit the record only with its separator: "{...} junk," is one
-            # bad element for the fallback splitter too, so both paths agree.
-            q = _skip_ws(buf, p, end, True)
-            if q >= end:
-                return NEED_MORE, k, pos, expect
-            c = buf[q]
-            if c != 44 and c != 93:
-                return BAIL, k, pos, expect
+            code = BAIL  # an unfinished last line: msgspec will say why
+        if code == OK:
+            if ndjson:
+                # The record must be alone on its line.
+                q = _skip_ws(buf, p, end, False)
+                if q < end:
+                    if buf[q] != 10:
+                        code = BAIL
+                elif not final:
+                    return NEED_MORE, k, pos, expect
+                c = 10
+            else:
+                # Commit the record only with its separator: "{...} junk," is
+                # one bad element, whichever path reads it.
+                q = _skip_ws(buf, p, end, True)
+                if q >= end:
+                    return NEED_MORE, k, pos, expect
+                c = buf[q]
+                if c != 44 and c != 93:
+                    code = BAIL
+        if code == BAIL:
+            # Not for this parser: find where the record ends (its line, or its
+            # element up to the next top-level "," or "]"), reserve a row for
+            # msgspec to fill and carry on. Over max_record bytes: TOO_BIG.
+            limit = min(end, pos + max_record + 1)
+            if ndjson:
+                sep = pos
+                while sep < limit and buf[sep] != 10:
+                    sep += 1
+                if sep >= limit:
+                    if limit < end:
+                        return TOO_BIG, k, pos, expect
+                    if not final:
+                        return NEED_MORE, k, pos, expect
+            else:
+                sep, _s, _e, _d = scan_element(buf, pos, limit, False, False, 0)
+                if sep < 0:
+                    return (TOO_BIG if limit < end else NEED_MORE), k, pos, expect
+            e = sep
+            while e > pos and (
+                buf[e - 1] == 32 or buf[e - 1] == 9 or buf[e - 1] == 10 or buf[e - 1] == 13
+            ):
+                e -= 1
+            start = id_end[k - 1] if k > 0 else 0
+            if start + 1 > id_buf.shape[0]:
+                need[0] = 3
+                need[1] = 1
+                return GROW, k, pos, expect
+            id_buf[start] = 10  # an empty id: msgspec's decode supplies it
+            id_end[k] = start + 1
+            rec_start[k] = pos
+            rec_end[k] = e
+            bailed[k] = True
+            defaulted[k] = 0
+            k += 1
+            if ndjson:
+                pos = sep
+                continue
+            if sep < end and buf[sep] == 93:
+                return ARRAY_END, k, sep + 1, expect
+            pos = sep + 1
+            expect = EXPECT_ELEMENT
+            continue
         # Intern the record's strings and keep its id while they are in cache.
         j = STR_ASSET_CLASS
         a = _intern_one(
@@ -826,6 +931,7 @@ def parse_records(
         id_end[k] = start + length + 1
         rec_start[k] = pos
         rec_end[k] = p
+        bailed[k] = False
         k += 1
         if c == 93:
             return ARRAY_END, k, q + 1, expect
@@ -833,7 +939,7 @@ def parse_records(
         expect = EXPECT_ELEMENT
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def scan_element(buf, pos, end, in_string, escaped, depth):
     """Lex an array element from ``pos`` to its terminating top-level ``,`` or
     ``]``, carrying ``(in_string, escaped, depth)`` across calls.
@@ -869,75 +975,6 @@ def scan_element(buf, pos, end, in_string, escaped, depth):
             return p, in_string, escaped, depth
         p += 1
     return -1, in_string, escaped, depth
-
-
-@njit(cache=True, nogil=True)
-def find_elements(buf, pos, end, max_bytes, starts, ends):
-    """From ``pos`` (where an element is due), the spans of up to
-    ``len(starts)`` complete array elements.
-
-    Element ``i`` is ``buf[starts[i]:ends[i]]`` (surrounding whitespace
-    trimmed; possibly empty, as in ``[1,,2]``). Returns ``(status, n, pos,
-    expect)``: ARRAY_END (``pos`` past the ``]``), NEED_MORE (``pos`` at the
-    first incomplete element), TOO_BIG (``pos`` at an element longer than
-    ``max_bytes``) or FULL (``pos`` after the last separator read).
-    """
-    n = 0
-    cap = starts.shape[0]
-    while n < cap:
-        p = _skip_ws(buf, pos, end, True)
-        limit = min(end, p + max_bytes + 1)
-        sep, _s, _e, _d = scan_element(buf, p, limit, False, False, 0)
-        if sep < 0:
-            if limit < end:
-                return TOO_BIG, n, p, EXPECT_ELEMENT
-            return NEED_MORE, n, p, EXPECT_ELEMENT
-        e = sep
-        while e > p and (
-            buf[e - 1] == 32 or buf[e - 1] == 9 or buf[e - 1] == 10 or buf[e - 1] == 13
-        ):
-            e -= 1
-        starts[n] = p
-        ends[n] = e
-        n += 1
-        pos = sep + 1
-        if buf[sep] == 93:
-            return ARRAY_END, n, pos, EXPECT_ELEMENT
-    return FULL, n, pos, EXPECT_ELEMENT
-
-
-@njit(cache=True, nogil=True)
-def find_lines(buf, pos, end, final, max_bytes, starts, ends):
-    """From ``pos``, the spans of up to ``len(starts)`` complete non-blank
-    lines (surrounding whitespace trimmed). Returns ``(status, n, pos)``:
-    DONE (all of ``buf`` read), NEED_MORE (``pos`` at an unterminated last
-    line, only when not ``final``), TOO_BIG (``pos`` at a line longer than
-    ``max_bytes``) or FULL."""
-    n = 0
-    cap = starts.shape[0]
-    while n < cap:
-        p = _skip_ws(buf, pos, end, True)
-        if p >= end:
-            return DONE, n, p
-        limit = min(end, p + max_bytes + 1)
-        q = p
-        while q < limit and buf[q] != 10:
-            q += 1
-        if q >= limit:
-            if limit < end:
-                return TOO_BIG, n, p
-            if not final:
-                return NEED_MORE, n, p
-        if q - p > max_bytes:
-            return TOO_BIG, n, p
-        e = q
-        while e > p and (buf[e - 1] == 32 or buf[e - 1] == 9 or buf[e - 1] == 13):
-            e -= 1
-        starts[n] = p
-        ends[n] = e
-        n += 1
-        pos = q
-    return FULL, n, pos
 
 
 # ---------------------------------------------------------------------------
@@ -996,13 +1033,13 @@ def _hash_span(buf, start, length):
     return h, w0, w1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def hash_spans(buf, starts, lengths, out):
     for i in range(starts.shape[0]):
         out[i] = _hash_span(buf, starts[i], lengths[i])[0]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def intern_spans(buf, starts, lengths, slots, slot_hash, arena, offsets, words, state, out, i):
     """Codes of the spans ``buf[starts[r]:starts[r]+lengths[r]]`` from row
     ``i`` on, into ``out``; returns the first row that did not fit
@@ -1019,7 +1056,7 @@ def intern_spans(buf, starts, lengths, slots, slot_hash, arena, offsets, words, 
     return i
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def rehash_codes(slot_hash_old, slots_old, slots, slot_hash):
     mask = slots.shape[0] - 1
     for i in range(slots_old.shape[0]):
@@ -1033,7 +1070,7 @@ def rehash_codes(slot_hash_old, slots_old, slots, slot_hash):
             slot_hash[j] = h
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def mark_duplicates(hashes, candidate, table, count, duplicate):
     """Keep-first duplicate detection against a run-wide hash set.
 
@@ -1063,7 +1100,7 @@ def mark_duplicates(hashes, candidate, table, count, duplicate):
     return count
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def rehash_set(old, table):
     mask = table.shape[0] - 1
     for i in range(old.shape[0]):
@@ -1075,7 +1112,7 @@ def rehash_set(old, table):
             table[j] = h
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def first_unassigned(codes, keep, lut, out):
     """Local codes of kept rows whose ``lut`` entry is -1, in order of first
     appearance (each once); ``lut`` is marked -2 for them. Returns how many."""
@@ -1090,7 +1127,7 @@ def first_unassigned(codes, keep, lut, out):
     return n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def seconds_to_ns(seconds, rows, out):
     """``out[r]`` = the nearest int64 nanosecond of ``seconds[rows[r]]``.
 
@@ -1105,8 +1142,9 @@ def seconds_to_ns(seconds, rows, out):
         out[r] = np.int64(whole) * 1_000_000_000 + np.int64(np.rint((t - whole) * 1e9))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def check_values(
+    skip,
     lengths,
     max_length,
     id_len,
@@ -1127,8 +1165,13 @@ def check_values(
     (1 too long, 2 empty id, 3 unknown currency, 4 unknown asset class, 5 bad
     notional, 6 USD amount too large, 7 bad timestamp) or 0, and ``usd[i]`` =
     ``notional * rate`` (NaN when the currency is unknown). Comparisons are
-    written so that NaN fails them."""
+    written so that NaN fails them. Rows with ``skip`` (already rejected; their
+    fields are not set) get reason 255 and are not read."""
     for i in range(lengths.shape[0]):
+        if skip[i]:
+            reason[i] = 255
+            usd[i] = np.nan
+            continue
         r = 0
         x = notional[i]
         fx = rate[currency[i]]

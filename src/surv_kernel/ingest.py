@@ -32,8 +32,8 @@ Fast path
 Records are parsed natively (:mod:`surv_kernel.feedscan`) straight into
 columns and string spans; strings are interned through a hash table and trade
 ids hashed for duplicate detection without creating a Python object per trade.
-A record the native parser does not fully understand (escapes, non-ASCII,
-nested extra fields, a type error, invalid JSON) is handed to msgspec with the
+A record the native parser does not fully understand (escapes, ill-formed
+UTF-8, nested extra fields, a type error, invalid JSON) is handed to msgspec with the
 schema's :class:`~surv_kernel.schema.Trade` (``Decoder(list[Trade])`` on a
 group of records, one ``Decoder(Trade)`` per record if the group fails), so a
 bad record costs a slow path for itself and a few neighbours, and the good
@@ -557,6 +557,7 @@ class _Run:
         ids_of: Callable[[np.ndarray], np.ndarray],
         raw_of: Callable[[int], bytes | str],
         offset_of: Callable[[int], int | None],
+        skip: np.ndarray,
         earlier: Sequence[tuple[int, str, str, bytes | str, int | None, str | None]] = (),
         hint: int = 0,
     ) -> None:
@@ -578,6 +579,7 @@ class _Run:
             [v in ASSET_CLASS_FLOORS_USD for v in self.asset_class.values], np.bool_
         )
         fs.check_values(
+            skip,
             lengths,
             lim.max_record_bytes,
             id_len,
@@ -602,7 +604,7 @@ class _Run:
             self.asset_class.assign(asset_class, keep)
             self.currency.assign(currency, keep)
 
-        bad = np.flatnonzero(~keep)
+        bad = np.flatnonzero(~keep & ~skip)  # skipped rows' entries are in earlier
         entries = list(earlier)
         if bad.size:
             bad_ids = ids_of(bad)
@@ -704,10 +706,16 @@ class _Run:
         base: int,
         out: _NativeOut,
         k: int,
-        first: int,
         hint: int,
+        part: _Part,
     ) -> None:
-        """Rows ``0..k`` of the native parser's output."""
+        """Rows ``0..k`` of the native output, with ``part``'s quarantine
+        entries, rejected rows and trade ids that are not in ``out.id_buf``."""
+        earlier = part.earlier
+        if not k:
+            for position, reason, detail, raw, offset, trade_id in earlier:
+                self.record(q, position, reason, detail, raw, offset, trade_id)
+            return
         rs = out.rec_start[:k]
         sl = out.str_len[:, :k]
         for table in (self.asset_class, self.currency, self.trader):
@@ -719,13 +727,19 @@ class _Run:
                 np.count_nonzero(defaulted & fs.DEFAULTED_FLAG)
             )
         # every id of the part at once: one decode and one split, no loop
-        text = out.id_buf[: out.id_end[k - 1] - 1].tobytes().decode("ascii")
+        text = out.id_buf[: out.id_end[k - 1] - 1].tobytes().decode("utf-8", "surrogatepass")
         ids = _object_array(text.split("\n"))
+        if part.id_rows:
+            ids[np.asarray(part.id_rows, np.int64)] = _object_array(part.ids)
+        skip = np.zeros(k, np.bool_)
+        if part.skip:
+            skip[np.asarray(part.skip, np.int64)] = True
         self.finish(
             q,
             sink,
             hint=hint,
-            positions=np.arange(first, first + k, dtype=np.int64),
+            earlier=earlier,
+            positions=out.positions[:k],
             lengths=out.rec_end[:k] - rs,
             notional=out.floats[0, :k],
             timestamp=out.floats[1, :k],
@@ -737,95 +751,9 @@ class _Run:
             id_len=sl[fs.STR_TRADE_ID],
             trader_len=sl[fs.STR_TRADER_ID],
             ids_of=lambda rows: ids if rows is None else ids[rows],
+            skip=skip,
             raw_of=lambda row: buf[rs[row] : out.rec_end[row]].tobytes(),
             offset_of=lambda row: base + int(rs[row]),
-        )
-
-    def structs_part(
-        self,
-        q: Quarantine,
-        sink: _Sink,
-        structs: list[Any],
-        *,
-        positions: np.ndarray,
-        lengths: np.ndarray,
-        raw_of: Callable[[int], bytes | str],
-        offset_of: Callable[[int], int | None],
-        earlier: list[tuple[int, str, str, bytes | str, int | None, str | None]],
-    ) -> None:
-        """Rows given as :class:`Trade` or :class:`LegacyTrade` Structs; legacy
-        omissions (``UNSET``) get their defaults here and are counted."""
-        m = len(structs)
-        currency = list(map(_get_currency, structs))
-        flags = list(map(_get_surveillance, structs))
-        unset = msgspec.UNSET
-        missing = currency.count(unset)
-        if missing:
-            q.defaulted["currency"] += missing
-            currency = ["USD" if c is unset else c for c in currency]
-        missing = flags.count(unset)
-        if missing:
-            q.defaulted["surveillance_required"] += missing
-            flags = [False if f is unset else f for f in flags]
-        self.values_part(
-            q,
-            sink,
-            ids=list(map(_get_ids, structs)),
-            asset_class=list(map(_get_asset, structs)),
-            currency=currency,
-            trader=list(map(_get_trader, structs)),
-            notional=np.fromiter(map(_get_notional, structs), np.float64, m),
-            timestamp=np.fromiter(map(_get_timestamp, structs), np.float64, m),
-            surveillance=np.fromiter(flags, np.bool_, m),
-            positions=positions,
-            lengths=lengths,
-            raw_of=raw_of,
-            offset_of=offset_of,
-            earlier=earlier,
-        )
-
-    def values_part(
-        self,
-        q: Quarantine,
-        sink: _Sink,
-        *,
-        ids: list[str],
-        asset_class: list[str],
-        currency: list[str],
-        trader: list[str],
-        notional: np.ndarray,
-        timestamp: np.ndarray,
-        surveillance: np.ndarray,
-        positions: np.ndarray,
-        lengths: np.ndarray,
-        raw_of: Callable[[int], bytes | str],
-        offset_of: Callable[[int], int | None],
-        earlier: list[tuple[int, str, str, bytes | str, int | None, str | None]],
-    ) -> None:
-        """Rows given as Python values (msgspec Structs or legacy dicts)."""
-        id_buf, id_start, id_len = _utf8_spans(ids)
-        id_hash = np.empty(len(ids), np.uint64)
-        fs.hash_spans(id_buf, id_start, id_len, id_hash)
-        trader_spans = _utf8_spans(trader)
-        id_array = _object_array(ids)
-        self.finish(
-            q,
-            sink,
-            positions=positions,
-            lengths=lengths,
-            notional=notional,
-            timestamp=timestamp,
-            surveillance=surveillance,
-            asset_class=self.asset_class.intern(*_utf8_spans(asset_class)),
-            currency=self.currency.intern(*_utf8_spans(currency)),
-            trader=self.trader.intern(*trader_spans),
-            id_hash=id_hash,
-            id_len=id_len,
-            trader_len=trader_spans[2],
-            ids_of=lambda rows: id_array if rows is None else id_array[rows],
-            raw_of=raw_of,
-            offset_of=offset_of,
-            earlier=earlier,
         )
 
 
@@ -960,39 +888,66 @@ def _classify(exc: Exception, at_end: bool) -> tuple[str, str]:
 # The feed state machine (shared by decode_feed and iter_feed)
 # ---------------------------------------------------------------------------
 _PART_ROWS = 1 << 14
-_MAX_GROUP = 1 << 12
 _BOM = b"\xef\xbb\xbf"
 
 
 class _NativeOut:
-    __slots__ = (
-        "codes",
-        "defaulted",
-        "flags",
-        "floats",
-        "id_buf",
-        "id_end",
-        "rec_end",
+    """Rows of one part: what the native parser writes, plus the records the
+    fallback decoded in between (see ``_FeedState._decode_group``)."""
+
+    _ROWS = (
         "rec_start",
-        "str_hash",
-        "str_len",
-        "str_start",
-        "str_words",
+        "rec_end",
+        "positions",
+        "flags",
+        "defaulted",
+        "bailed",
+        "id_end",
     )
+    _COLS = ("str_start", "str_len", "str_hash", "str_words", "floats", "codes")
+    __slots__ = (*_ROWS, *_COLS, "id_buf")
 
     def __init__(self, cap: int) -> None:
-        self.codes = np.empty((3, cap), np.int64)
-        self.defaulted = np.zeros(cap, np.uint8)
-        self.id_end = np.empty(cap, np.int64)
-        self.id_buf = np.empty(16 * cap, np.uint8)
         self.rec_start = np.empty(cap, np.int64)
         self.rec_end = np.empty(cap, np.int64)
+        self.positions = np.empty(cap, np.int64)
+        self.flags = np.empty(cap, np.bool_)
+        self.defaulted = np.zeros(cap, np.uint8)
+        self.bailed = np.zeros(cap, np.bool_)
+        self.id_end = np.empty(cap, np.int64)
         self.str_start = np.empty((4, cap), np.int64)
         self.str_len = np.empty((4, cap), np.int64)
         self.str_hash = np.empty((4, cap), np.uint64)
         self.str_words = np.empty((4, 2, cap), np.uint64)
         self.floats = np.empty((2, cap), np.float64)
-        self.flags = np.empty(cap, np.bool_)
+        self.codes = np.empty((3, cap), np.int64)
+        self.id_buf = np.empty(16 * cap, np.uint8)
+
+    @property
+    def capacity(self) -> int:
+        return self.rec_start.shape[0]
+
+    def grown(self, cap: int, keep: int) -> _NativeOut:
+        """A larger copy holding rows ``0..keep``."""
+        new = _NativeOut(cap)
+        for name in self._ROWS:
+            getattr(new, name)[:keep] = getattr(self, name)[:keep]
+        for name in self._COLS:
+            getattr(new, name)[..., :keep] = getattr(self, name)[..., :keep]
+        used = int(self.id_end[keep - 1]) if keep else 0
+        if used > new.id_buf.shape[0]:
+            new.id_buf = np.empty(2 * used, np.uint8)
+        new.id_buf[:used] = self.id_buf[:used]
+        return new
+
+    def id_room(self, k: int, length: int) -> int:
+        """Where row ``k``'s id goes, growing ``id_buf`` to fit ``length`` bytes."""
+        start = int(self.id_end[k - 1]) if k else 0
+        if start + length > self.id_buf.shape[0]:
+            grown = np.empty(2 * (start + length), np.uint8)
+            grown[:start] = self.id_buf[:start]
+            self.id_buf = grown
+        return start
 
 
 class _Skip:
@@ -1013,10 +968,34 @@ _IS_BLANK = np.zeros(256, np.bool_)
 _IS_BLANK[[9, 10, 13, 32]] = True
 
 
+def _unterminated(buf: np.ndarray, e: int, end: int) -> bool:
+    """True if the NDJSON line ending (trimmed) at ``e`` has no newline after
+    it: the feed's last line, which may have been cut off."""
+    while e < end and buf[e] in (9, 13, 32):
+        e += 1
+    return e >= end
+
+
 def _last_nonblank(buf: np.ndarray, start: int, stop: int) -> int:
     """Index of the last non-blank byte in ``buf[start:stop]``, or -1."""
     idx = np.flatnonzero(~_IS_BLANK[buf[start:stop]])
     return start + int(idx[-1]) if idx.size else -1
+
+
+class _Part:
+    """What one ``native_part`` call will take: rows ``0..k`` of the native
+    output, records msgspec decoded among them (their fields are filled in
+    bulk at flush), and quarantine entries of records already rejected."""
+
+    __slots__ = ("earlier", "id_rows", "ids", "k", "pending", "skip")
+
+    def __init__(self) -> None:
+        self.k = 0
+        self.earlier: list[tuple[int, str, str, bytes | str, int | None, str | None]] = []
+        self.pending: list[tuple[np.ndarray, list[Any]]] = []  # (rows, Trades) decoded
+        self.id_rows: list[int] = []  # rows whose trade id is not in out.id_buf ...
+        self.ids: list[str] = []  # ... and their ids
+        self.skip: list[int] = []  # rows msgspec rejected (their entry is in earlier)
 
 
 class _FeedState:
@@ -1035,15 +1014,12 @@ class _FeedState:
         self.n_records = 0
         self.n_json = 0  # records that were valid JSON (the "not JSON at all" rule)
         self.skip: _Skip | None = None
-        self.group = 1
         self.trailing_reported = False
         self.first_problem = ""
         self._bytes = 0  # feed bytes and rows parsed natively (record size estimate)
         self._rows = 0
         self._out: _NativeOut | None = None
         self._need = np.zeros(2, np.int64)
-        self._starts = np.empty(_MAX_GROUP, np.int64)
-        self._ends = np.empty(_MAX_GROUP, np.int64)
 
     # -- public --------------------------------------------------------------
     def process(
@@ -1114,20 +1090,33 @@ class _FeedState:
         sink: _Sink,
         q: Quarantine,
     ) -> int:
+        """Records from ``pos`` into parts of up to ``_PART_ROWS`` rows: parsed
+        natively, or - when the parser bails - decoded by msgspec into the same
+        part. Returns the bytes consumed."""
         ndjson = self.mode == "ndjson"
         max_record = self.limits.max_record_bytes
+        run = self.run
+        part = _Part()
+
+        def flush() -> None:
+            self._flush(part, buf, base, end - pos, sink, q)
+
         while True:
-            cap = min(_PART_ROWS, (end - pos) // fs.MIN_RECORD_BYTES + 1)
-            out = self._native(cap)
-            run = self.run
-            status, k, pos_after, self.expect = fs.parse_records(
+            room = min(_PART_ROWS - part.k, (end - pos) // fs.MIN_RECORD_BYTES + 1)
+            if room <= 0:
+                flush()
+                continue
+            k = part.k
+            out = self._native(k + room, keep=k)
+            status, k_after, pos_after, self.expect = fs.parse_records(
                 buf,
                 pos,
                 end,
                 ndjson,
                 final,
                 self.expect,
-                out.rec_start[:cap],
+                k,
+                out.rec_start[: k + room],
                 out.rec_end,
                 out.str_start,
                 out.str_len,
@@ -1145,131 +1134,154 @@ class _FeedState:
                 self._order,
                 self.legacy,
                 out.defaulted,
+                out.bailed,
+                max_record,
             )
-            if k:
+            parsed = k_after - k
+            if parsed:
                 if final and self.position == 0:
                     # A whole feed in memory: size the duplicate set once from
                     # the bytes per record seen so far instead of rehashing as
                     # it grows.
-                    per_record = max((pos_after - pos) / k, fs.MIN_RECORD_BYTES)
+                    per_record = max((pos_after - pos) / parsed, fs.MIN_RECORD_BYTES)
                     with _RUN_LOCK:
-                        self.run.dictionaries.trade_ids.reserve(
-                            int(1.05 * (end - pos) / per_record) + 1
-                        )
-                if pos_after > pos:
-                    # bytes per record so far, to size the output columns once
-                    self._bytes += pos_after - pos
-                    self._rows += k
-                hint = sink.n + int(1.02 * (end - pos) * self._rows / max(self._bytes, 1)) + 16
-                self.run.native_part(q, sink, buf, base, out, k, self.position, hint)
-                self.position += k
-                self.n_records += k
-                self.n_json += k
+                        run.dictionaries.trade_ids.reserve(int(1.05 * (end - pos) / per_record) + 1)
+                self._bytes += pos_after - pos  # record size estimate (output sizing)
+                self._rows += parsed
+                out.positions[k:k_after] = np.arange(self.position, self.position + parsed)
+                self.position += parsed
+                self.n_records += parsed
+                self.n_json += parsed
+                part.k = k_after
+                bailed = np.flatnonzero(out.bailed[k:k_after])
+                if bailed.size:
+                    self._decode_bailed(buf, base, end, final, out, part, bailed + k)
             pos = pos_after
             if status == fs.FULL:
+                flush()
                 continue
             if status == fs.GROW:
                 which, length = int(self._need[0]), int(self._need[1])
                 if which == 3:
-                    out.id_buf = np.empty(2 * out.id_buf.shape[0] + length, np.uint8)
+                    out.id_room(part.k, length)
                 else:
                     (run.asset_class, run.currency, run.trader)[which].grow(length)
                 continue
             if status == fs.DONE:
+                flush()
                 return pos
             if status == fs.ARRAY_END:
+                flush()
                 self.mode = "after"
                 return self._trailing(buf, base, pos, end, final, q)
-            if status == fs.NEED_MORE:
-                # (with final=True only an array gets here: NDJSON then bails)
-                if end - pos > max_record:
-                    pos, stop = self._too_big(buf, base, pos, end, final, q)
-                    if stop:
-                        return pos
-                    continue
-                if not final:
+            flush()
+            if status == fs.TOO_BIG:
+                pos, stop = self._too_big(buf, base, pos, end, final, q)
+                if stop:
                     return pos
-                self._final_element(buf, base, pos, end, sink, q)
-                return end
-            # BAIL: a group of records through msgspec. The group doubles while
-            # the native parser keeps bailing within a few records (a feed full
-            # of escapes or errors: msgspec in bulk beats many tiny parts) and
-            # drops back to one record when native parsing makes headway.
-            self.group = 1 if k >= 64 else min(2 * self.group, _MAX_GROUP)
-            pos, stop = self._slow(buf, base, pos, end, final, sink, q)
-            if stop:
+                continue
+            # NEED_MORE (with final=True only an array gets here: NDJSON bails)
+            if end - pos > max_record:
+                pos, stop = self._too_big(buf, base, pos, end, final, q)
+                if stop:
+                    return pos
+                continue
+            if not final:
                 return pos
+            self._final_element(buf, base, pos, end, sink, q)
+            return end
 
-    def _native(self, cap: int) -> _NativeOut:
-        if self._out is None or self._out.rec_start.shape[0] < cap:
-            self._out = _NativeOut(max(cap, 1024))
-        return self._out
-
-    def _slow(
+    def _decode_bailed(
         self,
         buf: np.ndarray,
         base: int,
-        pos: int,
         end: int,
         final: bool,
-        sink: _Sink,
-        q: Quarantine,
-    ) -> tuple[int, bool]:
-        """Records from ``pos`` through msgspec; returns (pos, stop)."""
-        g = self.group
-        starts, ends = self._starts[:g], self._ends[:g]
-        max_record = self.limits.max_record_bytes
-        if self.mode == "ndjson":
-            status, n, pos_after = fs.find_lines(buf, pos, end, final, max_record, starts, ends)
-            expect = self.expect
+        out: _NativeOut,
+        part: _Part,
+        rows: np.ndarray,
+    ) -> None:
+        """msgspec for the rows the parser left to it: each run of consecutive
+        rows in bulk, one by one if that fails. A record that decodes fills
+        its row (at flush); one that does not is skipped with its reason."""
+        data = buf.data  # memoryview: slices without copies
+        ndjson = self.mode == "ndjson"
+        if self.legacy:
+            record_decoder, list_decoder = _LEGACY_RECORD_DECODER, _LEGACY_LIST_DECODER
         else:
-            status, n, pos_after, expect = fs.find_elements(buf, pos, end, max_record, starts, ends)
-        if n:
-            # an NDJSON last line without a newline may be a cut-off record
-            at_end = (
-                self.mode == "ndjson"
-                and final
-                and status == fs.DONE
-                and not np.any(buf[int(ends[n - 1]) : end] == 10)
-            )
-            self._decode_spans(buf, base, starts[:n], ends[:n], at_end, sink, q)
-            self.expect = expect
-            if status == fs.ARRAY_END:
-                self.mode = "after"
-                return self._trailing(buf, base, pos_after, end, final, q), True
-            return pos_after, status == fs.DONE
-        if status == fs.TOO_BIG:
-            return self._too_big(buf, base, pos_after, end, final, q)
-        if status == fs.DONE:
-            return pos_after, True
-        # NEED_MORE without a complete record
-        if not final:
-            return pos_after, True
-        self._final_element(buf, base, pos_after, end, sink, q)
-        return end, True
+            record_decoder, list_decoder = _RECORD_DECODER, _LIST_DECODER
+        rec_start, rec_end = out.rec_start, out.rec_end
+        for run_rows in np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1):
+            n = run_rows.shape[0]
+            structs: list[Any] | None = None
+            if n > 1:
+                s0, e1 = int(rec_start[run_rows[0]]), int(rec_end[run_rows[-1]])
+                try:
+                    if ndjson:
+                        structs = record_decoder.decode_lines(data[s0:e1])
+                        if len(structs) != n:  # cannot happen: one record per non-blank line
+                            structs = None
+                    else:
+                        structs = list_decoder.decode(b"".join((b"[", data[s0:e1], b"]")))
+                except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+                    structs = None
+            if structs is not None:
+                good = run_rows
+            else:
+                structs, kept = [], []
+                for r in run_rows.tolist():
+                    s, e = int(rec_start[r]), int(rec_end[r])
+                    try:
+                        structs.append(record_decoder.decode(data[s:e]))
+                        kept.append(r)
+                    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+                        at_end = ndjson and final and _unterminated(buf, e, end)
+                        reason, detail = _classify(exc, at_end)
+                        position = int(out.positions[r])
+                        if reason in _NOT_JSON:
+                            self.n_json -= 1
+                            if not self.first_problem:
+                                self.first_problem = f"record {position}: {reason}: {detail}"
+                        part.earlier.append((position, reason, detail, data[s:e], base + s, None))
+                        part.skip.append(r)
+                good = np.asarray(kept, np.int64)
+            if structs:
+                part.id_rows.extend(good.tolist())
+                part.ids.extend(map(_get_ids, structs))
+                part.pending.append((good, structs))
 
-    def _decode_spans(
+    def _native(self, cap: int, keep: int = 0) -> _NativeOut:
+        """The part's output with room for ``cap`` rows (rows ``0..keep`` kept)."""
+        out = self._out
+        if out is None:
+            out = self._out = _NativeOut(max(cap, 1024))
+        elif out.capacity < cap:
+            out = self._out = out.grown(max(cap, min(2 * out.capacity, _PART_ROWS)), keep)
+        return out
+
+    def _decode_group(
         self,
         buf: np.ndarray,
         base: int,
         starts: np.ndarray,
         ends: np.ndarray,
         at_end: bool,
-        sink: _Sink,
-        q: Quarantine,
+        out: _NativeOut,
+        part: _Part,
     ) -> None:
-        """msgspec for the records ``buf[starts[i]:ends[i]]``."""
+        """msgspec for the records ``buf[starts[i]:ends[i]]`` (in bulk, then one
+        by one if the group fails): each becomes a row of ``part`` or one of its
+        quarantine entries."""
         n = starts.shape[0]
         first = self.position
         data = buf.data  # memoryview: slices without copies
-        lengths = ends - starts
-        structs: list[Any] | None = None
-        s0, e1 = int(starts[0]), int(ends[-1])
         if self.legacy:
             record_decoder, list_decoder = _LEGACY_RECORD_DECODER, _LEGACY_LIST_DECODER
         else:
             record_decoder, list_decoder = _RECORD_DECODER, _LIST_DECODER
+        structs: list[Any] | None = None
         if n > 1:
+            s0, e1 = int(starts[0]), int(ends[-1])
             try:
                 if self.mode == "ndjson":
                     structs = record_decoder.decode_lines(data[s0:e1])
@@ -1279,41 +1291,107 @@ class _FeedState:
                     structs = list_decoder.decode(b"".join((b"[", data[s0:e1], b"]")))
             except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 structs = None
-        keep_rows: list[int]
-        earlier: list[tuple[int, str, str, bytes | str, int | None, str | None]] = []
         if structs is not None:
-            keep_rows = list(range(n))
+            self._reserve_rows(structs, starts, ends, np.arange(first, first + n), out, part)
+            self.n_json += n
         else:
-            structs = []
-            keep_rows = []
-            last = n - 1
+            structs, good = [], []
             for i in range(n):
                 s, e = int(starts[i]), int(ends[i])
                 try:
                     structs.append(record_decoder.decode(data[s:e]))
-                    keep_rows.append(i)
+                    good.append(i)
                 except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-                    reason, detail = _classify(exc, at_end and i == last)
+                    reason, detail = _classify(exc, at_end and i == n - 1)
                     if reason not in _NOT_JSON:
                         self.n_json += 1
                     elif not self.first_problem:
                         self.first_problem = f"record {first + i}: {reason}: {detail}"
-                    earlier.append((first + i, reason, detail, data[s:e], base + s, None))
-        self.n_json += len(keep_rows)
-        self.n_records += n
+                    part.earlier.append((first + i, reason, detail, data[s:e], base + s, None))
+            if structs:
+                kept = np.asarray(good, np.int64)
+                self._reserve_rows(structs, starts[kept], ends[kept], first + kept, out, part)
+                self.n_json += len(structs)
         self.position += n
-        kept = np.asarray(keep_rows, np.int64)
-        kept_starts = starts[kept]
-        self.run.structs_part(
-            q,
-            sink,
-            structs,
-            positions=first + kept,
-            lengths=lengths[kept],
-            raw_of=lambda row: data[int(kept_starts[row]) : int(ends[kept[row]])],
-            offset_of=lambda row: base + int(kept_starts[row]),
-            earlier=earlier,
-        )
+        self.n_records += n
+
+    @staticmethod
+    def _reserve_rows(
+        structs: list[Any],
+        starts: np.ndarray,
+        ends: np.ndarray,
+        positions: np.ndarray,
+        out: _NativeOut,
+        part: _Part,
+    ) -> None:
+        """Rows ``part.k...`` for decoded records: spans, positions and trade
+        ids now (ids must stay in row order in ``id_buf``), the rest at flush."""
+        m = len(structs)
+        k = part.k
+        out.rec_start[k : k + m] = starts
+        out.rec_end[k : k + m] = ends
+        out.positions[k : k + m] = positions
+        ids = list(map(_get_ids, structs))
+        joined = "\n".join(ids)
+        if joined.count("\n") != m - 1:  # an id holds a newline: it travels apart
+            for i, trade_id in enumerate(ids):
+                if "\n" in trade_id:
+                    part.id_rows.append(k + i)
+                    part.ids.append(trade_id)
+                    ids[i] = ""
+            joined = "\n".join(ids)
+        data = np.frombuffer(joined.encode("utf-8", "surrogatepass") + b"\n", np.uint8)
+        at = out.id_room(k, data.shape[0])
+        out.id_buf[at : at + data.shape[0]] = data
+        out.id_end[k : k + m] = at + np.flatnonzero(data == 10) + 1
+        part.pending.append((np.arange(k, k + m), structs))
+        part.k = k + m
+
+    def _fill_pending(self, part: _Part, q: Quarantine) -> None:
+        """The fields of the rows msgspec decoded, in bulk: one gather per
+        field, strings interned and hashed exactly as the parser does."""
+        out = self._out
+        assert out is not None
+        run = self.run
+        rows = np.concatenate([r for r, _ in part.pending])
+        structs = [t for _, block in part.pending for t in block]
+        m = len(structs)
+        currency = list(map(_get_currency, structs))
+        flags = list(map(_get_surveillance, structs))
+        unset = msgspec.UNSET
+        missing = currency.count(unset)
+        if missing:
+            q.defaulted["currency"] += missing
+            currency = ["USD" if c is unset else c for c in currency]
+        missing = flags.count(unset)
+        if missing:
+            q.defaulted["surveillance_required"] += missing
+            flags = [False if f is unset else f for f in flags]
+        id_buf, id_start, id_len = _utf8_spans(list(map(_get_ids, structs)))
+        id_hash = np.empty(m, np.uint64)
+        fs.hash_spans(id_buf, id_start, id_len, id_hash)
+        trader = _utf8_spans(list(map(_get_trader, structs)))
+        out.str_hash[fs.STR_TRADE_ID, rows] = id_hash
+        out.str_len[fs.STR_TRADE_ID, rows] = id_len
+        out.str_len[fs.STR_TRADER_ID, rows] = trader[2]
+        out.codes[0, rows] = run.asset_class.intern(*_utf8_spans(list(map(_get_asset, structs))))
+        out.codes[1, rows] = run.currency.intern(*_utf8_spans(currency))
+        out.codes[2, rows] = run.trader.intern(*trader)
+        out.floats[0, rows] = np.fromiter(map(_get_notional, structs), np.float64, m)
+        out.floats[1, rows] = np.fromiter(map(_get_timestamp, structs), np.float64, m)
+        out.flags[rows] = np.fromiter(flags, np.bool_, m)
+        out.defaulted[rows] = 0  # counted above
+
+    def _flush(
+        self, part: _Part, buf: np.ndarray, base: int, left: int, sink: _Sink, q: Quarantine
+    ) -> None:
+        """Hand the part to ``native_part`` and start an empty one."""
+        if part.pending:
+            self._fill_pending(part, q)
+        if part.k or part.earlier:
+            hint = sink.n + part.k + int(1.02 * left * self._rows / max(self._bytes, 1))
+            self.run.native_part(q, sink, buf, base, self._out, part.k, hint, part)  # type: ignore[arg-type]
+        part.__init__()
 
     def _too_big(
         self, buf: np.ndarray, base: int, pos: int, end: int, final: bool, q: Quarantine
@@ -1390,9 +1468,12 @@ class _FeedState:
                     base + pos,
                 )
             else:
-                self._decode_spans(
-                    buf, base, np.array([pos], np.int64), np.array([e], np.int64), True, sink, q
+                part = _Part()
+                out = self._native(1)
+                self._decode_group(
+                    buf, base, np.array([pos], np.int64), np.array([e], np.int64), True, out, part
                 )
+                self._flush(part, buf, base, 0, sink, q)
         self._not_closed(q)
 
     def _not_closed(self, q: Quarantine) -> None:
