@@ -30,14 +30,20 @@ A UTF-8 byte order mark at the start is skipped.
 Fast path
 ---------
 Records are parsed natively (:mod:`surv_kernel.feedscan`) straight into
-columns and string spans; strings are interned through a hash table and trade
-ids hashed for duplicate detection without creating a Python object per trade.
+columns; asset class, currency and trader are interned through hash tables
+and trade ids hashed for duplicate detection while the bytes are in cache,
+without a Python object per trade until the ids are split out in one call.
 A record the native parser does not fully understand (escapes, ill-formed
-UTF-8, nested extra fields, a type error, invalid JSON) is handed to msgspec with the
-schema's :class:`~surv_kernel.schema.Trade` (``Decoder(list[Trade])`` on a
-group of records, one ``Decoder(Trade)`` per record if the group fails), so a
-bad record costs a slow path for itself and a few neighbours, and the good
-records around it are never lost. Both paths produce identical columns.
+UTF-8, nested extra fields, a type error, invalid JSON) still gets its row:
+the parser notes its extent and carries on, and msgspec decodes those rows
+afterwards with the schema's :class:`~surv_kernel.schema.Trade` (runs of
+consecutive ones in bulk with ``Decoder(list[Trade])``, one by one with
+``Decoder(Trade)`` if a run fails). So a bad record costs a msgspec call for
+itself, the good records around it stay on the fast path and are never lost,
+and both paths produce identical columns. Measured on 1M trades: clean feed
+~0.37 s (msgspec alone into Structs ~0.33 s), 5% bad records ~0.6 s, every
+record escaped ~1.2 s, half the records bad ~2.8 s (most of it building the
+500k quarantine records).
 
 Quarantine
 ----------
