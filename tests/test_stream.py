@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, currently_in_test_context, event, given, set
 from hypothesis import strategies as st
 
 from surv_kernel import dtypes
+from surv_kernel import stream as stream_module
 from surv_kernel.batch import Dictionaries, TradeBatch
 from surv_kernel.ingest import decode_feed
 from surv_kernel.model import DetectionConfig, calibrate, detect
@@ -404,6 +405,59 @@ def test_feed_chunks_through_ingest_equal_batch(scenario):
         stream.push(whole)
 
 
+def test_many_chunks_small_blocks_and_id_compaction_keep_equivalence(scenario, monkeypatch):
+    """Groups stored in chunks of 3, recomputed in blocks of ~300 rows, the
+    id arena compacted after every push, non-ASCII trade ids; and a
+    checkpoint taken mid-day in that state."""
+    monkeypatch.setattr(stream_module, "_CHUNK_GROUPS", 3)
+    monkeypatch.setattr(stream_module, "_BLOCK_ROWS", 300)
+    monkeypatch.setattr(stream_module, "_ID_MARGIN", 0)
+    day, base = scenario
+    rng = np.random.default_rng(3)
+    batch = day.batch.take(np.argsort(day.batch.timestamp_ns, kind="stable"))
+    ids = batch.trade_id.copy()
+    ids[::7] = [f"{t}-é€" for t in ids[::7]]
+    batch.trade_id = ids
+    det = detect(batch, DetectionConfig(), base)
+    assert any("é" in t for a in det.alerts for t in a.trades)
+    cuts = np.sort(rng.choice(np.arange(1, len(batch)), size=40, replace=False))
+    sizes = []
+
+    def window_stats(codes, *args):
+        sizes.append(len(codes))
+        return stream_module.window_stats.__wrapped__(codes, *args)
+
+    window_stats.__wrapped__ = stream_module.window_stats
+    monkeypatch.setattr(stream_module, "window_stats", window_stats)
+    whole = SurveillanceStream(DetectionConfig(), base, lateness_ns=30 * SEC, metrics=None)
+    full = feed(whole, batch, cuts)
+    assert len(sizes) >= 1.5 * len(cuts)  # pushes are recomputed in several blocks
+    full.add(whole.flush())
+    assert_same_as_batch(full, det, batch)
+
+    first = SurveillanceStream(DetectionConfig(), base, lateness_ns=30 * SEC, metrics=None)
+    run = feed(first, batch.take(np.arange(cuts[20])), cuts[:20])
+    assert first.stats()["rows_held"] > 100
+    restored = SurveillanceStream.restore(first.checkpoint(), metrics=None)
+    feed(restored, batch.take(np.arange(cuts[20], len(batch))), cuts[21:] - cuts[20], run)
+    run.add(restored.flush())
+    assert [enc(e) for e in run.events] == [enc(e) for e in full.events]
+
+
+def test_id_arena_round_trips_any_string_and_compacts():
+    arena = stream_module._IdArena()
+    ids = ["T1", "", "é€", "a\x00b", "\ud800x", "long-" * 40]
+    rids = arena.append(np.array(ids, object))
+    more = arena.append(np.array(["plain"] * 5000, object))
+    assert arena.get(rids) == ids
+    arena.compact(np.concatenate([rids[::-1], more[:2]]))
+    assert arena.n == len(ids) + 2
+    assert arena.get(np.arange(arena.n)) == [*ids[::-1], "plain", "plain"]
+    many = arena.append(np.array([f"id{i}" for i in range(70_000)], object))
+    arena.compact(many[::-1])  # more than one slice of the byte gather
+    assert arena.get(np.array([0, 1, 69_999])) == ["id69999", "id69998", "id0"]
+
+
 def test_foreign_dictionaries_are_translated_by_name(scenario):
     day, base = scenario
     batch = day.batch.take(np.argsort(day.batch.timestamp_ns, kind="stable"))
@@ -611,7 +665,7 @@ def test_state_is_bounded_by_the_window_not_the_day():
             peak = max(peak, st_["rows_held"])
             # every held row is context of a window that is not final
             wm = stream.watermark_ns
-            assert stream._held.ts.min() >= wm - 2 * cfg.window_ns - stream.lateness_ns
+            assert stream.oldest_held_ns() >= wm - 2 * cfg.window_ns - stream.lateness_ns
             assert reg.value("surv_stream_rows_held", stream=str(hours)) == st_["rows_held"]
         peaks[hours] = peak
     # ~10 minutes + lateness of trades at 50/min, whatever the day's length

@@ -4,14 +4,14 @@ Data: a synthetic trading day generated batch by batch (never held whole):
 5,000 traders x 3 asset classes on six desks (lognormal activity, per-book
 typical half-hour volume lognormal around 30% of the static floor, so about
 one book in ten crosses the floor routinely; a burst of 10x the book's level
-about once per 30k trades, so there are alerts). Event time runs at the rate
-of a 10M-trade day over 8.5 hours (~327 trades/s on average, U-shaped:
-the open and the close are ~2.5x the average), so a 2M-trade day is a 1.7-hour
-day at the same rate and the trailing 30-minute window holds the same number
-of trades. Trades arrive up to 2 s after their timestamp, out of order
-(the stream's lateness allowance is 5 s). Baselines come from ``calibrate``
-on a 3-hour history of the same population (``SurveillanceStream(config,
-baselines)``: the exact mode).
+about once per 30k trades, so there are alerts). Event time runs at the
+average rate of a 10M-trade day over 8.5 hours (~327 trades/s), either
+U-shaped (the open and the close at 2x the average, midday at half) or
+flat; at a flat rate a 2M-trade day is a 1.7-hour day whose trailing
+30-minute window holds as many trades as the 10M day's. Trades arrive up to
+2 s after their timestamp, out of order (the stream's lateness allowance is
+5 s). Baselines come from ``calibrate`` on a 3-hour history of the same
+population (``SurveillanceStream(config, baselines)``: the exact mode).
 
 Replay: batches are pushed as fast as the stream takes them; the input rate
 of the latency figure (50k trades/s in batches of 5k, one batch every 0.1 s)
@@ -23,18 +23,20 @@ machine:
 - latency of a trade = (its batch's finish) - (its arrival), for every trade
   and for the trades that open an alert (the alert is in the update returned
   by the push that contains the trade);
-- backlog = (batch finish) - (batch arrival complete); the stream keeps up
-  when it stays flat (every push < 0.1 s).
+- a batch waits when it has arrived before the previous push finished; the
+  stream keeps up when no batch waits (every push < 0.1 s), so no backlog
+  can build.
 
 Memory: a child process replays a whole day and reports its peak RSS
-(``ru_maxrss``: imports, JIT and the generator included) and the stream's
-peak state (held rows); 2M and 10M trades at the same rate show that it
-does not grow with the day's length.
+(``VmHWM``: imports, JIT and the generator included), its RSS at each
+quarter of the day, and the stream's peak state (held rows): flat-rate days
+of 2M and 10M trades show that it does not grow with the day's length, the
+U-shaped 10M day gives the realistic peak (the open).
 
 Standalone (the figures of the closing note):
     PYTHONPATH=src python asv_bench/benchmarks/stream.py
     PYTHONPATH=src python asv_bench/benchmarks/stream.py --throughput 1000,10000,100000 \
-        --latency-trades 2000000 --memory 2000000,10000000
+        --latency-trades 2000000 --memory-flat 2000000,10000000 --memory-u 10000000
 through asv:
     cd asv_bench && asv run --python=same --quick -b stream
 """
@@ -49,6 +51,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -102,14 +105,11 @@ class Population:
         d.currency.code("USD")
 
 
-def _u_inverse_cdf(n_grid: int = 4097) -> tuple[np.ndarray, np.ndarray]:
+def _u_inverse_cdf(u: float, n_grid: int = 4097) -> tuple[np.ndarray, np.ndarray]:
     """Grid of the CDF of the density 1 + u(2x-1)^2 on [0, 1], to invert by interp."""
     x = np.linspace(0.0, 1.0, n_grid)
-    cdf = (x + U_SHAPE * ((2 * x - 1) ** 3 + 1) / 6) / (1 + U_SHAPE / 3)
+    cdf = (x + u * ((2 * x - 1) ** 3 + 1) / 6) / (1 + u / 3)
     return cdf, x
-
-
-_CDF, _X = _u_inverse_cdf()
 
 
 def iter_day(
@@ -121,13 +121,16 @@ def iter_day(
     stop: int | None = None,
     day0_ns: int = DAY0,
     ids: bool = True,
+    u_shape: float = U_SHAPE,
 ) -> Iterator[TradeBatch]:
     """Trades ``start:stop`` of an ``n_trades`` day, in arrival order, as
     batches of ``batch_size``; generated on the fly (O(batch) memory).
-    Trade ``j`` arrives at the U-shaped quantile ``(j + U) / n`` of the day
-    and carries a timestamp up to ``ARRIVAL_JITTER_S`` before its arrival."""
+    Trade ``j`` arrives at the quantile ``(j + U) / n`` of the day's
+    intensity ``1 + u_shape (2x - 1)^2`` (0: a flat rate) and carries a
+    timestamp up to ``ARRIVAL_JITTER_S`` before its arrival."""
     stop = n_trades if stop is None else stop
     day_s = n_trades / DAY_RATE
+    cdf, grid = _u_inverse_cdf(u_shape)
     d = pop.dictionaries
     usd_code = d.currency.code("USD")
     for lo in range(start, stop, batch_size):
@@ -135,7 +138,7 @@ def iter_day(
         rng = np.random.default_rng((seed, lo))
         k = hi - lo
         j = np.arange(lo, hi)
-        arrival = np.interp((j + rng.random(k)) / n_trades, _CDF, _X) * day_s
+        arrival = np.interp((j + rng.random(k)) / n_trades, cdf, grid) * day_s
         ts = day0_ns + ((arrival - rng.random(k) * ARRIVAL_JITTER_S) * NS).astype(np.int64)
         trader = rng.choice(pop.n_traders, size=k, p=pop.p_trader)
         ac = (rng.random(k)[:, None] > pop.ac_cum[trader, : pop.n_ac - 1]).sum(axis=1)
@@ -216,14 +219,14 @@ def simulate_latency(seconds, sizes, openers, rate: float) -> dict[str, float]:
     arrived; one server (Lindley recursion)."""
     finish = 0.0
     arrived = 0
-    lat_all, lat_alert, backlog = [], [], []
+    lat_all, lat_alert, wait = [], [], []
     for p, k, pos in zip(seconds, sizes, openers, strict=True):
         arrivals = (arrived + np.arange(k) + 1) / rate
         ready = arrivals[-1]
+        wait.append(max(finish - ready, 0.0))  # queued behind the previous batch
         finish = max(ready, finish) + p
         lat_all.append(finish - arrivals)
         lat_alert += [finish - arrivals[i] for i in pos]
-        backlog.append(finish - ready)
         arrived += k
     lat = np.concatenate(lat_all)
     out = {
@@ -232,8 +235,10 @@ def simulate_latency(seconds, sizes, openers, rate: float) -> dict[str, float]:
         "max_ms": 1e3 * float(lat.max()),
         "max_push_ms": 1e3 * max(seconds),
         "p99_push_ms": 1e3 * float(np.percentile(seconds, 99)),
-        "backlog_first_s": float(np.mean(backlog[: len(backlog) // 10 or 1])),
-        "backlog_last_s": float(np.mean(backlog[-(len(backlog) // 10 or 1) :])),
+        "max_wait_ms": 1e3 * max(wait),
+        "late_batches": int(sum(w > 0 for w in wait)),
+        "interval_ms": 1e3 * sizes[0] / rate if sizes else 0.0,
+        "n_batches": len(sizes),
         "n_alert_trades": len(lat_alert),
     }
     if lat_alert:
@@ -242,28 +247,58 @@ def simulate_latency(seconds, sizes, openers, rate: float) -> dict[str, float]:
     return out
 
 
-def child_peak_memory(n_trades: int, batch_size: int, baselines_path: str) -> dict[str, float]:
-    """Run in a fresh process: replay a whole day; peak RSS and state."""
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB: VmHWM, which exec resets (ru_maxrss
+    does not: a child reports at least the RSS of the parent that forked it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mb() -> float:
+    """Current RSS in MB (VmRSS)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def child_peak_memory(
+    n_trades: int, batch_size: int, baselines_path: str, u_shape: float = U_SHAPE
+) -> dict[str, Any]:
+    """Run in a fresh process: replay a whole ``n_trades`` day; peak RSS
+    (VmHWM), RSS at each quarter of the day, and the stream's peak state."""
     pop = Population()
     base = Baselines.load(baselines_path)
     warm_up_jit(base, pop)
-    rss_ready = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_ready = peak_rss_mb()
     s = new_stream(base, pop)
     peak_rows = peak_groups = 0
     alerts = 0
+    quarters = []
     t0 = time.perf_counter()
-    for b in iter_day(pop, n_trades, batch_size):
+    for b in iter_day(pop, n_trades, batch_size, u_shape=u_shape):
         u = s.push(b)
         alerts += len(u.opened)
         st = s.stats()
         peak_rows = max(peak_rows, st["rows_held"])
         peak_groups = max(peak_groups, st["groups"])
+        if st["trades"] >= (len(quarters) + 1) * n_trades // 4:
+            quarters.append(round(rss_mb()))
     alerts += len(s.flush().opened)
     wall = time.perf_counter() - t0
     return {
         "n_trades": n_trades,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "u_shape": u_shape,
+        "peak_rss_mb": peak_rss_mb(),
         "rss_before_day_mb": rss_ready,
+        "rss_by_quarter_mb": quarters,
         "peak_rows_held": peak_rows,
         "peak_groups": peak_groups,
         "alerts": alerts,
@@ -272,7 +307,9 @@ def child_peak_memory(n_trades: int, batch_size: int, baselines_path: str) -> di
     }
 
 
-def peak_memory(n_trades: int, batch_size: int, baselines: Baselines) -> dict[str, float]:
+def peak_memory(
+    n_trades: int, batch_size: int, baselines: Baselines, u_shape: float = U_SHAPE
+) -> dict[str, Any]:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -280,7 +317,8 @@ def peak_memory(n_trades: int, batch_size: int, baselines: Baselines) -> dict[st
         baselines.save(path)
         code = (
             "import json, sys; sys.path.insert(0, sys.argv[1]); import stream as m; "
-            "print(json.dumps(m.child_peak_memory(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])))"
+            "print(json.dumps(m.child_peak_memory(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], "
+            "float(sys.argv[5]))))"
         )
         env = dict(os.environ)
         src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src")
@@ -294,6 +332,7 @@ def peak_memory(n_trades: int, batch_size: int, baselines: Baselines) -> dict[st
                 str(n_trades),
                 str(batch_size),
                 path,
+                str(u_shape),
             ],
             capture_output=True,
             text=True,
@@ -374,7 +413,8 @@ class StreamLatency:
 
 
 class StreamMemory:
-    """Peak RSS (MB) of a child process replaying a whole day in 5k batches."""
+    """Peak RSS (MB) of a child process replaying a whole flat-rate day in
+    5k batches: 2M trades (1.7 h) vs 10M (8.5 h) at the same rate."""
 
     params = [2_000_000, 10_000_000]
     param_names = ["n_trades"]
@@ -387,7 +427,7 @@ class StreamMemory:
         _, self.base = _setup_common()
 
     def track_peak_rss_mb(self, n_trades: int) -> float:
-        return peak_memory(n_trades, 5_000, self.base)["peak_rss_mb"]
+        return peak_memory(n_trades, 5_000, self.base, u_shape=0.0)["peak_rss_mb"]
 
 
 # -- standalone ----------------------------------------------------------------------------
@@ -399,7 +439,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--latency-trades", type=float, default=2e6, help="0 to skip")
     p.add_argument("--rate", type=float, default=50_000.0, help="arrival rate, trades/s")
     p.add_argument("--latency-batch", type=int, default=5_000)
-    p.add_argument("--memory", default="2000000,10000000", help="day sizes ('' to skip)")
+    p.add_argument(
+        "--memory-flat", default="2000000,10000000", help="flat-rate day sizes ('' to skip)"
+    )
+    p.add_argument("--memory-u", default="10000000", help="U-shaped day sizes ('' to skip)")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     pop = Population()
@@ -452,17 +495,27 @@ def main(argv: list[str] | None = None) -> None:
                 f"p99 {r['alert_p99_ms']:.0f} ms ({n_open} alerts opened)"
             )
         print(
-            f"  push time p99 {r['p99_push_ms']:.1f} ms, max {r['max_push_ms']:.1f} ms; backlog "
-            f"first/last tenth {r['backlog_first_s'] * 1e3:.1f} / {r['backlog_last_s'] * 1e3:.1f} ms"
+            f"  push time p99 {r['p99_push_ms']:.1f} ms, max {r['max_push_ms']:.1f} ms "
+            f"(interval {r['interval_ms']:.0f} ms); batches that had to wait for the previous "
+            f"one: {r['late_batches']} of {r['n_batches']}, longest wait {r['max_wait_ms']:.1f} ms"
         )
 
-    if args.memory:
-        print("\nmemory: a whole day replayed in batches of 5,000 in a child process")
-        for n in (int(float(x)) for x in args.memory.split(",")):
-            r = peak_memory(n, 5_000, base)
+    runs = [(x, 0.0) for x in args.memory_flat.split(",") if x] + [
+        (x, U_SHAPE) for x in args.memory_u.split(",") if x
+    ]
+    if runs:
+        print(
+            f"\nmemory: a whole day replayed in batches of 5,000 in a child process "
+            f"({DAY_RATE:.0f} trades/s of event time on average)"
+        )
+        for x, u in runs:
+            n = int(float(x))
+            r = peak_memory(n, 5_000, base, u)
+            shape = "flat rate" if u == 0 else f"U-shaped (open {3 * (1 + u) / (3 + u):.1f}x avg)"
             print(
-                f"  {n:>11,} trades ({n / DAY_RATE / 3600:.1f} h): peak RSS {r['peak_rss_mb']:.0f} MB "
-                f"(before the day {r['rss_before_day_mb']:.0f} MB), peak rows held "
+                f"  {n:>11,} trades ({n / DAY_RATE / 3600:.1f} h, {shape}): peak RSS "
+                f"{r['peak_rss_mb']:.0f} MB (before the day {r['rss_before_day_mb']:.0f} MB; RSS at "
+                f"each quarter {r['rss_by_quarter_mb']} MB), peak rows held "
                 f"{r['peak_rows_held']:,}, {r['alerts']} alerts, {r['trades_per_s']:,.0f} trades/s"
             )
 

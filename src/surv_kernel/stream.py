@@ -15,9 +15,11 @@ A trade with a timestamp at or after the watermark is *on time*; the
 lateness allowance is how far behind the newest trade a trade may arrive
 (desk feeds interleave, a venue lags). Every window whose trade is older
 than the watermark is *final*: no on-time trade can enter it. Each group
-(trader, asset class) has a *frontier*: the watermark at the last batch
-that touched it; its windows before the frontier have been folded into the
-group's episode state and are no longer held.
+(trader, asset class) has a *frontier*: the watermark at the last push that
+recomputed it (a push recomputes the groups its trades touch, groups with
+an episode due to close, groups idle for a window, and every group holding
+rows when those hold most of the rows); its windows before the frontier
+have been folded into the group's episode state.
 
 A trade older than the watermark is *late*. It is never dropped silently:
 
@@ -44,10 +46,13 @@ ids, trades, peaks, explanations, scores) and the suppressed episodes are
 exactly those of ``model.detect(whole_day, config, baselines)`` on the
 trades in arrival order (which decides only ties between trades at one
 timestamp, as in batch). The window sums are recomputed over the held rows
-by :func:`~surv_kernel.windows.window_stats`; its double-double sums round
-the same exact value whatever rows precede the window, so they agree to
-the bit except when a window's exact sum lies within ~1e-30 relative of a
-rounding boundary (never seen; tests compare bitwise).
+by :func:`~surv_kernel.windows.window_stats` from fewer preceding rows
+than the batch sees. Each sum is a compensated high part plus a low part
+accurate to about ``m u^2 sum|x|`` (m rows in the window, u = 2**-53),
+rounded once: the stream and the batch round values that close to the
+exact sum and agree to the bit unless the exact sum lies about that close
+to a rounding midpoint: a chance of order ``m u`` (1e-13 for 1,000 positive notionals)
+per window. The tests compare bitwise.
 
 Without ``baselines`` the stream *warms up*: it starts with no own
 baselines (every group cold: the peer fallback, and with no peers yet the
@@ -108,23 +113,32 @@ State and memory
 ----------------
 Per group: the rows with timestamp at or after ``frontier - W`` (the
 trailing window plus the lateness allowance: ``W + lateness`` behind the
-newest trade for active groups, at most ``2W + lateness`` for a group
-idle since its last touch, which is then swept), and O(1) per open
-episode (start, last flagged time, window count, the peak's numbers and
-its trade ids). Closed episodes and evicted rows are forgotten. Gauges
-``surv_stream_rows_held``, ``surv_stream_groups`` (groups holding rows or
-an open episode) and ``surv_stream_open_episodes`` report it after each
-push. With ``baselines=None`` the warm-up keeps one float per group and
-window length of activity (capped at ``max_warmup_samples`` per group).
-Ingest's run-wide duplicate-id set (``Dictionaries.trade_ids``, used by
-:meth:`push_feed`) is not stream state and grows with the day.
+newest trade for groups recomputed in the last push, at most
+``2W + lateness`` for a group idle since, which is then swept), and O(1)
+per open episode (start, last flagged time, window count, the peak's
+numbers and its trade ids). Closed episodes and evicted rows are
+forgotten. A held row costs 24 bytes of columns (timestamp, USD notional,
+desk code, id row) plus its trade id as UTF-8 bytes and an offset in an
+id arena that is compacted once a fifth of it is evicted: about 50 bytes
+in all for 8-character ids. Gauges ``surv_stream_rows_held``,
+``surv_stream_groups`` (groups holding rows or an open episode) and
+``surv_stream_open_episodes`` report it after each push. With
+``baselines=None`` the warm-up keeps one float per group and window length
+of activity (capped at ``max_warmup_samples`` per group). Ingest's run-wide
+duplicate-id set (``Dictionaries.trade_ids``, used by :meth:`push_feed`)
+is not stream state and grows with the day.
 
-Per push only the groups the batch touches (plus groups with an episode
-due to close and groups idle for a window) are recomputed: their held rows
-and the new rows go through one ``window_stats`` call; episodes are built
-with array operations over all those groups at once; Python loops run only
-over alert episodes (to build their records) and over closing suppressed
-episodes.
+Work per push: the held rows are stored in chunks of consecutive groups
+(``_CHUNK_GROUPS``). A push recomputes the chunks holding a group the
+batch touches, a group with an episode due to close, or a group idle for
+a window, in blocks of about ``_BLOCK_ROWS`` rows (bounded temporaries):
+per block, the held rows and the new rows go through one ``window_stats``
+call, the floor scan and breach test run in the model's kernels, and the
+episodes of every group of the block are built with array operations at
+once. Python loops run over chunks, over alert episodes (to build their
+records) and over closing suppressed episodes, never over rows or groups.
+
+A stream is not thread-safe: push from one thread (or hold a lock).
 
 Checkpoint
 ----------
@@ -201,6 +215,17 @@ _NEVER = _I64_MAX  # "no episode due to close"
 # "t - W", "wm - W", "last + W" inside int64
 _MAX_TS = 2**62
 _MAX_SPAN = 2**60
+#: Held rows are stored per chunk of this many consecutive groups; a push
+#: recomputes the chunks of the groups it needs.
+_CHUNK_GROUPS = 64
+#: Chunks are recomputed in blocks of about this many rows (a block closes
+#: once it reaches it): the temporaries of a push (~150 bytes per row) stay
+#: bounded whatever the rows held, and the window kernel still runs its
+#: threads (windows.PARALLEL_MIN_ROWS).
+_BLOCK_ROWS = 200_000
+#: The id arena is compacted when it holds more than 1.25x the held rows'
+#: ids plus this many (each compaction copies the live ids: amortised O(1)).
+_ID_MARGIN = 16_384
 _CHECKPOINT_VERSION = 1
 
 # One open episode's state, per group and chain (alert chain: breaching
@@ -367,24 +392,83 @@ def _concat_ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.repeat(lo - starts, lens) + np.arange(total)
 
 
-class _Held:
-    """The held rows, one column per array; each group's rows are in
-    (timestamp, arrival) order, groups in blocks (in no particular order). Trade ids
-    stay in the stream's id arena (``rid`` indexes it): moving a million
-    Python strings per push costs a refcount write on each (~60 ms, more
-    than everything else in a push), moving an int64 does not."""
+class _Rows(NamedTuple):
+    """Held rows of one chunk (groups ``c * _CHUNK_GROUPS`` up to the next
+    chunk), in (group, timestamp, arrival) order; the group of each row
+    follows from the groups' row counts (``_held_n``). Trade ids live in
+    the stream's :class:`_IdArena` (``rid``): moving a million Python
+    strings per push costs a refcount write on each (~60 ms, more than the
+    rest of a push), and ~65 bytes each."""
 
-    __slots__ = ("desk", "gid", "rid", "ts", "usd")
+    ts: np.ndarray  # int64
+    usd: np.ndarray  # float64
+    desk: np.ndarray  # desk codes (int16 while there are fewer than 32768 desks)
+    rid: np.ndarray  # int32 rows of the id arena (compacted: fewer than 2**31)
+
+
+class _IdArena:
+    """Trade ids as UTF-8 bytes in one buffer with int32 offsets (Arrow's
+    string layout): ~10 bytes of text + 4 of offset per id instead of a
+    ~65-byte Python string, and compacting it moves bytes, not objects."""
+
+    __slots__ = ("buf", "n", "off")
 
     def __init__(self) -> None:
-        self.gid = np.empty(0, np.int32)
-        self.ts = np.empty(0, np.int64)
-        self.usd = np.empty(0, np.float64)
-        self.desk = np.empty(0, np.int32)
-        self.rid = np.empty(0, np.int64)
+        self.buf = np.empty(1 << 16, np.uint8)
+        self.off = np.zeros(1 << 12, np.int32)  # id k is buf[off[k]:off[k + 1]]
+        self.n = 0
 
-    def __len__(self) -> int:
-        return len(self.ts)
+    def append(self, ids: np.ndarray) -> np.ndarray:
+        """Store ``ids`` (str); their row ids."""
+        k = len(ids)
+        values = ids.tolist()
+        text = "".join(values)
+        if text.isascii():  # one C-level encode, lengths in characters are bytes
+            data = text.encode("ascii")
+            lens = np.fromiter(map(len, values), np.int64, k)
+        else:  # surrogatepass: a lone surrogate from a JSON escape round-trips
+            parts = [v.encode("utf-8", "surrogatepass") for v in values]
+            data = b"".join(parts)
+            lens = np.fromiter(map(len, parts), np.int64, k)
+        n, end = self.n, int(self.off[self.n])
+        if end + len(data) > np.iinfo(np.int32).max:
+            raise OverflowError("more than 2 GiB of trade ids held at once")
+        if end + len(data) > len(self.buf):
+            grown = np.empty(max(end + len(data), len(self.buf) + len(self.buf) // 2), np.uint8)
+            grown[:end] = self.buf[:end]
+            self.buf = grown
+        if n + k + 1 > len(self.off):
+            grown = np.zeros(max(n + k + 1, len(self.off) + len(self.off) // 2), np.int32)
+            grown[: n + 1] = self.off[: n + 1]
+            self.off = grown
+        self.buf[end : end + len(data)] = np.frombuffer(data, np.uint8)
+        np.cumsum(lens, out=self.off[n + 1 : n + k + 1], dtype=np.int32)
+        self.off[n + 1 : n + k + 1] += end
+        self.n = n + k
+        return np.arange(n, n + k, dtype=np.int32)
+
+    def get(self, rids: np.ndarray) -> list[str]:
+        buf, off = self.buf, self.off
+        return [
+            bytes(buf[off[r] : off[r + 1]]).decode("utf-8", "surrogatepass") for r in rids.tolist()
+        ]
+
+    def compact(self, live: np.ndarray) -> None:
+        """Keep the ids ``live`` (they become rows 0..len-1, in that order).
+        The byte gather runs in slices: its index array is 8 bytes per byte."""
+        lo, hi = self.off[live], self.off[live + 1]
+        # room up to the next compaction (1.25x the live ids + the margin +
+        # a batch), so the arrays do not regrow 1.5x just before it
+        room = len(live) // 4 + _ID_MARGIN + 8192
+        off = np.zeros(len(live) + room + 1, np.int32)
+        np.cumsum(hi - lo, out=off[1 : len(live) + 1], dtype=np.int32)
+        size = int(off[len(live)])
+        buf = np.empty(size + room * (size // max(len(live), 1) + 1) + (1 << 16), np.uint8)
+        step = 1 << 16
+        for a in range(0, len(live), step):
+            b = min(a + step, len(live))
+            buf[off[a] : off[b]] = self.buf[_concat_ranges(lo[a:b], hi[a:b])]
+        self.buf, self.off, self.n = buf, off, len(live)
 
 
 class _New(NamedTuple):
@@ -591,10 +675,10 @@ class SurveillanceStream:
         self._peer_key: tuple[Any, ...] | None = None
         self._peers: tuple[np.ndarray, ...] = ()
         self._n_ac = 1
-        # rows (trade ids in an arena: _tids[:_n_tids]) and open episodes
-        self._tids = np.empty(0, object)
-        self._n_tids = 0
-        self._held = _Held()
+        # held rows per chunk of groups, trade ids in an arena; open episodes
+        self._chunks: list[_Rows | None] = []
+        self._n_held = 0
+        self._ids = _IdArena()
         self._open: dict[str, tuple[int, Alert, bytes]] = {}
         self._open_by_group: dict[int, set[str]] = {}
         # (gid, start_ns) -> (signature, episode id) of open episodes as last built
@@ -629,13 +713,19 @@ class SurveillanceStream:
         """episode_id -> the last emitted state of every open alert episode."""
         return {eid: entry[1] for eid, entry in self._open.items()}
 
+    def oldest_held_ns(self) -> int | None:
+        """Timestamp of the oldest row held (None when none is); O(rows held).
+        Every held row is context of a window that is not final yet."""
+        mins = [int(ch.ts.min()) for ch in self._chunks if ch is not None]
+        return min(mins) if mins else None
+
     def stats(self) -> dict[str, int | None]:
         """State size: held rows, groups holding rows or an open episode,
         open episodes (alert and floor chains, and open alert events)."""
         G = self._G
         busy = (self._held_n[:G] > 0) | self._achain["active"][:G] | self._fchain["active"][:G]
         return {
-            "rows_held": len(self._held),
+            "rows_held": self._n_held,
             "groups": int(np.count_nonzero(busy)),
             "groups_known": G,
             "open_episodes": len(self._open),
@@ -930,6 +1020,8 @@ class SurveillanceStream:
         self._own_n = _grow(self._own_n, G, 0)
         self._own_tm = _grow(self._own_tm, G, np.nan)
         self._warm_last = _grow(self._warm_last, G, _I64_MIN)
+        n_chunks = (G + _CHUNK_GROUPS - 1) // _CHUNK_GROUPS
+        self._chunks += [None] * (n_chunks - len(self._chunks))
         if self._warm_desk.shape[0] < G:
             rows, cols = self._warm_desk.shape
             grown = np.zeros((len(self._g_ac), max(cols, 4)), np.int64)
@@ -974,53 +1066,95 @@ class SurveillanceStream:
     def _step(self, new: _New, wm: int, update: StreamUpdate, flushing: bool = False) -> None:
         """Fold ``new`` into the state with the watermark at ``wm``.
 
-        Active groups: those the rows touch, those with an episode the
+        Groups to recompute: those the rows touch, those with an episode the
         watermark closes (``due``), and those idle for more than a window
-        (their rows and episodes are swept). Their held rows plus the new
-        rows go through one ``window_stats`` call; every floor-passing window
-        at or after its group's frontier is (re)scored; both chains are
-        rebuilt from their folded state plus those windows; windows before
-        ``wm`` are folded; rows before ``wm - W`` are evicted.
+        (their rows and episodes are swept). The chunks holding them are
+        recomputed block by block (a block: consecutive chunks up to
+        ``_BLOCK_ROWS`` rows, so the temporaries stay bounded whatever the
+        number of rows held), see :meth:`_step_block`.
         """
         W = self._W
         G = self._G
-        cfg = self._cfg
         self._refresh_tables()
         horizon = wm - W  # rows before this are no window's context any more
         touched = np.unique(new.gid).astype(np.int64)
         due = np.flatnonzero(self._due[:G] < wm)
         idle = np.flatnonzero((self._held_n[:G] > 0) & (self._frontier[:G] < horizon))
-        active = np.union1d(np.union1d(touched, due), idle)
-        if len(active) == 0:
-            self._maybe_refresh(wm, flushing)
-            return
-        h = self._held
-        # Batches of thousands of trades touch the busy groups, which hold
-        # most rows: then recompute every group holding rows (same results:
-        # recomputing a group only folds what is final) instead of copying
-        # the active rows out and the others back.
-        everyone = 2 * int(self._held_n[active].sum()) >= len(h)
-        if everyone:
-            active = np.union1d(active, np.flatnonzero(self._held_n[:G] > 0))
-        n_act = len(active)
-        local = np.full(G, -1, np.int64)
-        local[active] = np.arange(n_act)
+        need = np.union1d(np.union1d(touched, due), idle)
+        if len(need):
+            CG = _CHUNK_GROUPS
+            chunks = np.unique(need // CG)
+            n_chunks = (G + CG - 1) // CG
+            rows = np.bincount(
+                np.arange(G) // CG, weights=self._held_n[:G], minlength=n_chunks
+            ) + np.bincount(new.gid // CG, minlength=n_chunks)
+            # new rows by chunk; stable, so a group's rows keep arrival order
+            nc = new.gid.astype(np.int64) // CG
+            norder = np.argsort(nc, kind="stable")
+            nc = nc[norder]
+            blocks: list[list[int]] = [[]]
+            size = 0.0
+            for c in chunks.tolist():
+                if size >= _BLOCK_ROWS:
+                    blocks.append([])
+                    size = 0.0
+                blocks[-1].append(c)
+                size += rows[c]
+            for block in blocks:
+                lo = np.searchsorted(nc, block[0], "left")
+                hi = np.searchsorted(nc, block[-1], "right")
+                sel = norder[lo:hi]
+                chunk_ids = np.array(block, np.int64)
+                # two calls: the window statistics die with the first frame
+                rows_c = self._recompute_block(
+                    chunk_ids, _New(*(col[sel] for col in new)), wm, horizon, update
+                )
+                self._store_block(chunk_ids, horizon, *rows_c)
+            self._compact_ids()
+        update.events.sort(key=_event_key)
+        update.suppressed.sort(key=lambda e: (e.start_ns, e.trader_id, e.asset_class))
+        self._maybe_refresh(wm, flushing)
 
-        # the active groups' held rows first, then the new rows: ties in time
-        # keep arrival order, as in the whole day's batch
-        if everyone:
-            cmask = None
-            cidx = slice(None)
-        else:
-            act = np.zeros(G, np.bool_)
-            act[active] = True
-            cmask = act[h.gid]
-            cidx = np.flatnonzero(cmask)
-        gid_c = np.concatenate([h.gid[cidx], new.gid])
-        ts_c = np.concatenate([h.ts[cidx], new.ts])
-        usd_c = np.concatenate([h.usd[cidx], new.usd])
-        desk_c = np.concatenate([h.desk[cidx], new.desk])
-        rid_c = np.concatenate([h.rid[cidx], self._append_ids(new.tid)])
+    def _recompute_block(
+        self, chunk_ids: np.ndarray, new: _New, wm: int, horizon: int, update: StreamUpdate
+    ) -> tuple[np.ndarray, ...]:
+        """Recompute the groups of these chunks that hold rows, get new rows
+        or have an open episode: their held rows plus the new rows go through
+        one ``window_stats`` call; every floor-passing window at or after its
+        group's frontier is (re)scored; both chains are rebuilt from their
+        folded state plus those windows; windows before ``wm`` are folded.
+        Returns the rows and their (group, time) order for
+        :meth:`_store_block`."""
+        W = self._W
+        G = self._G
+        cfg = self._cfg
+        CG = _CHUNK_GROUPS
+        gids = _concat_ranges(chunk_ids * CG, np.minimum(chunk_ids * CG + CG, G))
+        hn = self._held_n[gids]
+        parts = [self._chunks[c] for c in chunk_ids.tolist()]
+        parts = [p for p in parts if p is not None]
+        has_new = np.zeros(len(gids), np.bool_)
+        has_new[np.searchsorted(gids, new.gid)] = True
+        involved = (
+            (hn > 0)
+            | has_new
+            | self._achain["active"][gids]
+            | self._fchain["active"][gids]
+            | (self._due[gids] < _NEVER)  # open episodes (emitted or not) have a due time
+        )
+        active = gids[involved]
+        n_act = len(active)
+        local = np.full(G, -1, np.int32)
+        local[active] = np.arange(n_act, dtype=np.int32)
+
+        # the held rows first (by group, then time), then the new rows in
+        # arrival order: ties in time keep arrival order, as in the batch
+        gid_c = np.concatenate([np.repeat(gids.astype(np.int32), hn), new.gid])
+        ts_c = np.concatenate([*(p.ts for p in parts), new.ts])
+        usd_c = np.concatenate([*(p.usd for p in parts), new.usd])
+        desk_c = np.concatenate([*(p.desk for p in parts), new.desk])
+        rid_c = np.concatenate([*(p.rid for p in parts), self._ids.append(new.tid)])
+        del parts
         ws = window_stats(local[gid_c], ts_c, usd_c, W, n_act)
         o = ws.order
         n = len(o)
@@ -1041,7 +1175,7 @@ class SurveillanceStream:
         if self._given is None:
             self._thin(ws, ts_c, active, F_act, wm)
 
-        ctx = _Ctx(P, gP, ws, ts_c, rid_c, self._tids)
+        ctx = _Ctx(P, gP, ws, ts_c, rid_c, self._ids)
         sP = ws.sums[P]
         startP = ts_c[o[ws.first[P]]]
         static = cfg.policy == "static"
@@ -1146,29 +1280,32 @@ class SurveillanceStream:
         self._due[active] = due_local
         self._frontier[active] = wm
 
-        # evict: keep rows that are context of a window at or after wm, in
-        # (group, time, arrival) order: next push, window_stats then only
-        # time-sorts the groups that receive out-of-order rows (kept in
-        # arrival order, every busy group would need the sort every push)
-        kpos = np.flatnonzero(ts_c[o] >= horizon)
-        kidx = o[kpos]
-        held = _Held()
-        if cmask is None:
-            held.gid, held.ts, held.usd = gid_c[kidx], ts_c[kidx], usd_c[kidx]
-            held.desk, held.rid = desk_c[kidx], rid_c[kidx]
-        else:
-            rest = ~cmask
-            held.gid = np.concatenate([h.gid[rest], gid_c[kidx]])
-            held.ts = np.concatenate([h.ts[rest], ts_c[kidx]])
-            held.usd = np.concatenate([h.usd[rest], usd_c[kidx]])
-            held.desk = np.concatenate([h.desk[rest], desk_c[kidx]])
-            held.rid = np.concatenate([h.rid[rest], rid_c[kidx]])
-        self._held = held
-        self._compact_ids()
-        off = ws.group_offsets
+        return active, o, ws.group_offsets, gid_c, ts_c, usd_c, desk_c, rid_c
+
+    def _store_block(
+        self, chunk_ids, horizon, active, o, off, gid_c, ts_c, usd_c, desk_c, rid_c
+    ) -> None:
+        """Evict the rows that are no window's context any more (before
+        ``horizon``) and store the others back chunk by chunk, in (group,
+        time, arrival) order: next push, window_stats then time-sorts only
+        the groups that receive out-of-order rows."""
+        kpos = np.flatnonzero((ts_c >= horizon)[o])
         self._held_n[active] = np.searchsorted(kpos, off[1:]) - np.searchsorted(kpos, off[:-1])
-        update.suppressed.sort(key=lambda e: (e.start_ns, e.trader_id, e.asset_class))
-        self._maybe_refresh(wm, flushing)
+        kidx = o[kpos]
+        del o, kpos
+        k_chunk = gid_c[kidx] // _CHUNK_GROUPS
+        bounds = (
+            np.searchsorted(k_chunk, chunk_ids, "left"),
+            np.searchsorted(k_chunk, chunk_ids, "right"),
+        )
+        desk_dtype = np.int16 if len(self._d.desk) <= np.iinfo(np.int16).max else np.int32
+        for c, a, b in zip(chunk_ids.tolist(), *(x.tolist() for x in bounds), strict=True):
+            old = self._chunks[c]
+            self._n_held += (b - a) - (0 if old is None else len(old.ts))
+            r = kidx[a:b]
+            self._chunks[c] = (
+                _Rows(ts_c[r], usd_c[r], desk_c[r].astype(desk_dtype), rid_c[r]) if b > a else None
+            )
 
     def _score(self, P, gP, tsP, ws, desk_c, active, ac_act) -> tuple[np.ndarray, np.ndarray]:
         """The model's breach test (``model_kernels.score_windows``) of the
@@ -1360,15 +1497,6 @@ class SurveillanceStream:
                     over.append(e)
             events.append(AlertEvent("withdrawn", eid, old, sorted(over)))
             self._forget(eid)
-        events.sort(
-            key=lambda e: (
-                e.alert.start_ns,
-                e.alert.trader_id,
-                e.alert.asset_class,
-                e.episode_id,
-                _STATUS_RANK[e.status],
-            )
-        )
         update.events.extend(events)
 
     def _forget(self, eid: str) -> None:
@@ -1387,28 +1515,17 @@ class SurveillanceStream:
 
     # -- the trade id arena ----------------------------------------------------------------
 
-    def _append_ids(self, ids: np.ndarray) -> np.ndarray:
-        """Store ``ids`` in the arena; their row ids."""
-        n, k = self._n_tids, len(ids)
-        if n + k > len(self._tids):
-            grown = np.empty(max(n + k, 2 * len(self._tids), 1024), object)
-            grown[:n] = self._tids[:n]
-            self._tids = grown
-        self._tids[n : n + k] = ids
-        self._n_tids = n + k
-        return np.arange(n, n + k, dtype=np.int64)
-
     def _compact_ids(self) -> None:
-        """Drop evicted rows' ids once they are most of the arena (amortised:
-        the arena holds at most ~2x the held rows' ids plus one batch)."""
-        h = self._held
-        if self._n_tids <= 2 * len(h) + 65_536:
+        """Drop evicted rows' ids once they are a fifth of the arena."""
+        if self._ids.n <= self._n_held + self._n_held // 4 + _ID_MARGIN:
             return
-        live = self._tids[h.rid]
-        self._tids = np.empty(max(2 * len(live), 1024), object)
-        self._tids[: len(live)] = live
-        self._n_tids = len(live)
-        h.rid = np.arange(len(live), dtype=np.int64)
+        kept = [(c, ch) for c, ch in enumerate(self._chunks) if ch is not None]
+        live = np.concatenate([ch.rid for _, ch in kept]) if kept else np.empty(0, np.int32)
+        self._ids.compact(live)
+        start = 0
+        for c, ch in kept:
+            self._chunks[c] = ch._replace(rid=np.arange(start, start + len(ch.ts), dtype=np.int32))
+            start += len(ch.ts)
 
     # -- warm-up --------------------------------------------------------------------------
 
@@ -1588,7 +1705,12 @@ class SurveillanceStream:
         G = self._G
         d = self._d
         n_desk = len(d.desk)
-        h = self._held
+        parts = [ch for ch in self._chunks if ch is not None]  # in group order
+
+        def rows(name: str, dtype: str) -> bytes:
+            cols = [getattr(ch, name) for ch in parts]
+            return (np.concatenate(cols) if cols else np.empty(0)).astype(dtype).tobytes()
+
         warm_desk = np.zeros((G, n_desk), np.int64)
         k = min(n_desk, self._warm_desk.shape[1])
         warm_desk[:, :k] = self._warm_desk[:G, :k]
@@ -1620,11 +1742,11 @@ class SurveillanceStream:
             floor_chain=self._fchain[:G].tobytes(),
             alert_first_trade=self._a_first[:G].tolist(),
             alert_trades=self._a_trades[:G].tolist(),
-            rows_group=h.gid.astype("<i4").tobytes(),
-            rows_ts=h.ts.astype("<i8").tobytes(),
-            rows_usd=h.usd.astype("<f8").tobytes(),
-            rows_desk=h.desk.astype("<i4").tobytes(),
-            rows_trade_id=self._tids[h.rid].tolist(),
+            rows_group=np.repeat(np.arange(G), self._held_n[:G]).astype("<i4").tobytes(),
+            rows_ts=rows("ts", "<i8"),
+            rows_usd=rows("usd", "<f8"),
+            rows_desk=rows("desk", "<i4"),
+            rows_trade_id=self._ids.get(np.concatenate([ch.rid for ch in parts])) if parts else [],
             open_episodes=[
                 _OpenEpisode(eid, gid, alert) for eid, (gid, alert, _) in self._open.items()
             ],
@@ -1695,24 +1817,22 @@ class SurveillanceStream:
         trades = np.empty(G, object)
         trades[:] = [None if t is None else list(t) for t in ck.alert_trades]
         s._a_trades[:G] = trades
-        held = _Held()
-        held.gid = arr(ck.rows_group, "<i4")
-        held.ts = arr(ck.rows_ts, "<i8")
-        held.usd = arr(ck.rows_usd, "<f8")
-        held.desk = (
-            desk_lut[arr(ck.rows_desk, "<i4")] if len(ck.desks) else arr(ck.rows_desk, "<i4")
-        )
-        if not (
-            len(held.gid)
-            == len(held.ts)
-            == len(held.usd)
-            == len(held.desk)
-            == len(ck.rows_trade_id)
-        ):
+        gid = arr(ck.rows_group, "<i4")
+        ts, usd = arr(ck.rows_ts, "<i8"), arr(ck.rows_usd, "<f8")
+        desk = arr(ck.rows_desk, "<i4")
+        if not (len(gid) == len(ts) == len(usd) == len(desk) == len(ck.rows_trade_id)):
             raise ValueError("checkpoint rows have columns of different lengths")
-        held.rid = s._append_ids(np.array([*ck.rows_trade_id, None], object)[:-1])
-        s._held = held
-        s._held_n[:G] = np.bincount(held.gid, minlength=G)[:G]
+        if len(gid) and (gid.min() < 0 or gid.max() >= G or np.any(np.diff(gid) < 0)):
+            raise ValueError("checkpoint rows are not in group order")
+        if len(desk):
+            desk = desk_lut[desk]
+        rid = s._ids.append(np.array([*ck.rows_trade_id, None], object)[:-1])
+        s._held_n[:G] = np.bincount(gid, minlength=G)[:G]
+        chunk = gid // _CHUNK_GROUPS
+        for c in np.unique(chunk).tolist():
+            a, b = np.searchsorted(chunk, c, "left"), np.searchsorted(chunk, c, "right")
+            s._chunks[c] = _Rows(ts[a:b], usd[a:b], desk[a:b], rid[a:b])
+        s._n_held = len(gid)
         for ep in ck.open_episodes:
             s._open[ep.episode_id] = (ep.group, ep.alert, msgspec.msgpack.encode(ep.alert))
             s._open_by_group.setdefault(ep.group, set()).add(ep.episode_id)
@@ -1739,20 +1859,25 @@ class SurveillanceStream:
 # -- module helpers -----------------------------------------------------------------------
 
 
+def _event_key(e: AlertEvent) -> tuple[Any, ...]:
+    a = e.alert
+    return (a.start_ns, a.trader_id, a.asset_class, e.episode_id, _STATUS_RANK[e.status])
+
+
 class _Ctx:
     """The rows of one step, to read a scored window's trades."""
 
-    __slots__ = ("P", "gP", "rid_c", "tids", "ts_c", "ws")
+    __slots__ = ("P", "gP", "ids", "rid_c", "ts_c", "ws")
 
-    def __init__(self, P, gP, ws, ts_c, rid_c, tids) -> None:
+    def __init__(self, P, gP, ws, ts_c, rid_c, ids: _IdArena) -> None:
         self.P, self.gP, self.ws, self.ts_c = P, gP, ws, ts_c
-        self.rid_c, self.tids = rid_c, tids
+        self.rid_c, self.ids = rid_c, ids
 
     def trades(self, r: int) -> list[str]:
         """Trade ids of scored window ``r``, in (timestamp, trade id) order."""
         k = int(self.P[r])
         rows = self.ws.order[self.ws.first[k] : self.ws.last[k] + 1]
-        ids = self.tids[self.rid_c[rows]].tolist()
+        ids = self.ids.get(self.rid_c[rows])
         pairs = sorted(zip(self.ts_c[rows].tolist(), ids, strict=True))
         return [t for _, t in pairs]
 
@@ -1763,7 +1888,7 @@ class _Ctx:
         rows = self.ws.order[f : self.ws.last[k] + 1]  # the window, sorted by time
         ts = self.ts_c[rows]
         j = int(np.searchsorted(ts, ts[0], side="right"))
-        return min(self.tids[self.rid_c[rows[:j]]].tolist())
+        return min(self.ids.get(self.rid_c[rows[:j]]))
 
 
 class _ChainView:
