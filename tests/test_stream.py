@@ -484,7 +484,11 @@ def history_rows():
     return rows
 
 
-def test_episode_opens_grows_and_closes_when_the_watermark_passes_last_breach_plus_w():
+@pytest.mark.parametrize("chunk_groups", [64, 1])  # 1: the quiet group's chunk is untouched
+def test_episode_opens_grows_and_closes_when_the_watermark_passes_last_breach_plus_w(
+    chunk_groups, monkeypatch
+):
+    monkeypatch.setattr(stream_module, "_CHUNK_GROUPS", chunk_groups)
     cfg = DetectionConfig()
     base = calibrate(make_batch(history_rows()), cfg)
     W = cfg.window_ns
@@ -564,6 +568,36 @@ def test_out_of_order_trade_moving_the_start_withdraws_the_episode():
     run.check_lifecycle()
     rows = [("A1", "P1", "equity", "D1", t, 4e6), ("A0", "P1", "equity", "D1", t - 5 * MIN, 4e6)]
     assert run.closed() == {a.alert_id: enc(a) for a in detect(make_batch(rows), cfg, base).alerts}
+
+
+def test_a_trade_at_the_start_with_a_smaller_id_renames_the_open_episode():
+    """Within the allowance, a trade at exactly an open episode's start (the
+    peak window does not reach it) changes only the first window's trades:
+    the episode id (its start's first trade) changes, so the old id is
+    withdrawn and the new one opened."""
+    cfg = DetectionConfig()
+    base = calibrate(make_batch(history_rows()), cfg)
+    t = T0 + 300 * MIN
+    rows = [
+        ("P1-b", "P1", "equity", "D1", t, 100_000.0),
+        ("P1-c", "P1", "equity", "D1", t + 10 * MIN, 4e6),  # first breach: window from t
+        ("P1-d", "P1", "equity", "D1", t + 35 * MIN, 8e6),  # peak: window from t + 5 min
+        ("P1-a", "P1", "equity", "D1", t, 1_000.0),  # arrives last, at the start
+    ]
+    d = Dictionaries()
+    stream = SurveillanceStream(cfg, base, lateness_ns=60 * MIN, dictionaries=d, metrics=None)
+    run = Run()
+    for r in rows:
+        run.add(stream.push(make_batch([r], d)))
+    run.add(stream.flush())
+    assert [e.status for e in run.updates[-2].events] in (
+        ["open", "withdrawn"],
+        ["withdrawn", "open"],
+    )
+    batch = make_batch(rows)
+    assert_same_as_batch(run, detect(batch, cfg, base), batch)
+    (closed,) = run.closed().values()
+    assert run.events[-1].episode_id == episode_id("P1", "equity", t, "P1-a")
 
 
 def test_late_trade_in_a_quiet_group_is_processed_and_in_a_folded_group_quarantined():
