@@ -36,7 +36,7 @@ U-shaped 10M day gives the realistic peak (the open).
 Standalone (the figures of the closing note):
     PYTHONPATH=src python asv_bench/benchmarks/stream.py
     PYTHONPATH=src python asv_bench/benchmarks/stream.py --throughput 1000,10000,100000 \
-        --latency-trades 2000000 --memory-flat 2000000,10000000 --memory-u 10000000
+        --latency-trades 10000000 --memory-flat 2000000,10000000 --memory-u 10000000
 through asv:
     cd asv_bench && asv run --python=same --quick -b stream
 """
@@ -436,7 +436,7 @@ class StreamMemory:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--throughput", default="1000,10000,100000", help="batch sizes ('' to skip)")
-    p.add_argument("--latency-trades", type=float, default=2e6, help="0 to skip")
+    p.add_argument("--latency-trades", type=float, default=1e7, help="0 to skip")
     p.add_argument("--rate", type=float, default=50_000.0, help="arrival rate, trades/s")
     p.add_argument("--latency-batch", type=int, default=5_000)
     p.add_argument(
@@ -452,7 +452,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.throughput:
         print(
-            f"\nthroughput: {STEADY_TRADES:,} trades pushed after {STEADY_FROM:,} (a full window held)"
+            f"\nthroughput: {STEADY_TRADES:,} trades of a 10M day pushed after its first "
+            f"{STEADY_FROM:,} (the open: all still held)"
         )
         for bs in (int(x) for x in args.throughput.split(",")):
             s = new_stream(base, pop)
@@ -482,7 +483,8 @@ def main(argv: list[str] | None = None) -> None:
         )
         r = simulate_latency(seconds, sizes, openers, args.rate)
         print(
-            f"\nlatency: first {n:,} trades of a 10M day (the open), arriving at "
+            f"\nlatency: {'the whole' if n >= 10_000_000 else f'the first {n:,} trades of a'} "
+            f"10M-trade day, arriving at "
             f"{args.rate:,.0f}/s in batches of {args.latency_batch:,} "
             f"(one every {args.latency_batch / args.rate:.2f} s)"
         )
