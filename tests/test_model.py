@@ -212,6 +212,10 @@ def naive_detect(rows, cfg: DetectionConfig, baselines: Baselines | None = None)
                 m[2][0] for m in sorted(members[first : last + 1], key=lambda m: (m[0], m[2][0]))
             ]
 
+        def peak_key(f, members=members):
+            # largest sum, then earliest, then the smallest own trade id
+            return (-f["s"], members[f["k"]][0], members[f["k"]][2][0])
+
         floor_eps = episodes(flagged)
         if cfg.policy == "static":
             alert_eps = floor_eps
@@ -219,7 +223,7 @@ def naive_detect(rows, cfg: DetectionConfig, baselines: Baselines | None = None)
             alert_eps = episodes([f for f in flagged if f["breach"]])
             for ep in floor_eps:
                 if not any(f["breach"] for f in ep):
-                    pk = max(ep, key=lambda f: f["s"])  # max() keeps the first of equal values
+                    pk = min(ep, key=peak_key)
                     suppressed.append(
                         dict(
                             trader_id=trader,
@@ -233,10 +237,12 @@ def naive_detect(rows, cfg: DetectionConfig, baselines: Baselines | None = None)
                         )
                     )
         for ep in alert_eps:
-            pk = max(ep, key=lambda f: f["s"])
+            pk = min(ep, key=peak_key)
             ids = window_ids(pk["k"])
             start = members[win[ep[0]["k"]][0]][0]
-            aid = hashlib.sha256(f"{trader}|{ac}|{start}|{ids[0]}".encode()).hexdigest()[:24]
+            # the episode's id: its start and its first window's first trade
+            first_id = window_ids(ep[0]["k"])[0]
+            aid = hashlib.sha256(f"{trader}|{ac}|{start}|{first_id}".encode()).hexdigest()[:24]
             alerts.append(
                 dict(
                     alert_id=aid,
@@ -395,6 +401,43 @@ def test_shuffled_input_and_recoded_dictionaries_give_identical_detection(spec, 
     a = detect(make_batch(rows), cfg)
     b = detect(make_batch([rows[i] for i in perm], d), cfg)
     assert msgspec.json.encode(a) == msgspec.json.encode(b)  # NaN-safe equality
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=desk_days(), cfg=configs, data=st.data())
+def test_shuffled_equal_timestamps_on_other_desks_give_identical_alerts(spec, cfg, data):
+    """Minutes squeezed to a few values: one group's trades share timestamps
+    across desks, so tied peak windows differ only by their own trade's desk
+    (a cold group's peers); the peak must not follow the input order."""
+    rows = _rows([(t, ac, desk, minute // 100 * 10, u) for t, ac, desk, minute, u in spec])
+    perm = data.draw(st.permutations(range(len(rows))))
+    a = detect(make_batch(rows), cfg)
+    b = assert_matches_reference([rows[i] for i in perm], cfg)
+    assert msgspec.json.encode(a) == msgspec.json.encode(b)
+
+
+def test_peak_tie_at_one_timestamp_goes_to_the_smallest_trade_id_not_the_input_order():
+    """A cold trader's two trades at one timestamp on two desks: both rows
+    have the same window, but each is judged against its own desk's peers.
+    The peak is the row of the smaller trade id (X1, desk D1) in any order."""
+    cfg = DetectionConfig(min_windows=3, min_peer_groups=1, z_level=0.5, ratio_level=1.5)
+    rows = []
+    for k, (trader, desk, usd) in enumerate(
+        [("A", "D1", 1e5), ("B", "D1", 1.2e5), ("C", "D2", 5e6), ("E", "D2", 6e6)]
+    ):
+        rows += [
+            (f"{trader}{i}", trader, "equity", desk, T0 + i * 40 * MIN + k, usd * (1 + 0.01 * i))
+            for i in range(10)
+        ]
+    t = T0 + 500 * MIN
+    x = [("X1", "X", "equity", "D1", t, 2e7), ("X2", "X", "equity", "D2", t, 2e7)]
+    got = []
+    for xs in (x, x[::-1]):
+        (a,) = [a for a in detect(make_batch(rows + xs), cfg).alerts if a.trader_id == "X"]
+        got.append(msgspec.json.encode(a))
+        assert a.explanation.baseline_source == "peer:desk"
+        assert a.explanation.baseline_desk == "D1"
+    assert got[0] == got[1]
 
 
 # -- the jitted helpers against their definitions ------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections import Counter
 
 import msgspec
@@ -28,7 +29,7 @@ from surv_kernel import stream as stream_module
 from surv_kernel.batch import Dictionaries, TradeBatch
 from surv_kernel.ingest import decode_feed
 from surv_kernel.model import DetectionConfig, calibrate, detect
-from surv_kernel.observability import MetricsRegistry
+from surv_kernel.observability import METRICS, MetricsRegistry
 from surv_kernel.scenario import generate_day
 from surv_kernel.stream import SurveillanceStream
 
@@ -113,6 +114,7 @@ def assert_episode_ids(run: Run, batch: TradeBatch) -> None:
     traders = np.array(d.trader.decode(batch.trader), object)
     acs = np.array(d.asset_class.decode(batch.asset_class), object)
     for e in run.events:
+        assert e.alert.alert_id == e.episode_id  # one id from open to close
         if e.status == "closed":
             a = e.alert
             at = (traders == a.trader_id) & (acs == a.asset_class)
@@ -523,10 +525,11 @@ def test_episode_opens_grows_and_closes_when_the_watermark_passes_last_breach_pl
     assert stream.open_alerts() == {}
 
 
-def test_episode_id_is_stable_while_the_model_alert_id_follows_the_peak():
+def test_alert_id_is_fixed_when_the_episode_opens_while_the_peak_moves():
     """A ramp over more than a window: the peak window moves past the first
-    trades, so the model's alert_id (it hashes the peak window's first trade)
-    changes while the episode grows; episode_id (the episode's start) does not."""
+    trades, yet every event carries the id fixed at open (the episode's start
+    and the first trade of its first breaching window), which is also the
+    batch model's alert_id."""
     cfg = DetectionConfig()
     base = calibrate(make_batch(history_rows()), cfg)
     t = T0 + 300 * MIN
@@ -539,11 +542,33 @@ def test_episode_id_is_stable_while_the_model_alert_id_follows_the_peak():
     run.add(stream.flush())
     (a,) = detect(make_batch(ramp), cfg, base).alerts
     assert [e.status for e in run.events] == ["open", "update", "update", "closed"]
-    assert len({e.episode_id for e in run.events}) == 1
-    assert run.events[0].episode_id == episode_id("P1", "equity", t, "R0")
-    assert run.events[0].alert.alert_id == episode_id("P1", "equity", t, "R0")
-    assert a.trades == ["R1", "R2"] and run.events[-1].alert.alert_id == a.alert_id
-    assert a.alert_id != run.events[0].alert.alert_id
+    want = episode_id("P1", "equity", t, "R0")
+    assert [e.alert.alert_id for e in run.events] == [want] * 4
+    assert [e.episode_id for e in run.events] == [want] * 4
+    assert run.events[0].alert.peak_ns != run.events[-1].alert.peak_ns  # the peak did move
+    assert a.trades == ["R1", "R2"] and a.alert_id == want
+
+
+def test_stream_metric_families_are_registered_with_help():
+    """Every family a stream emits is in observability.METRICS (kind, labels
+    and help text), so a scrape documents it."""
+    cfg = DetectionConfig()
+    base = calibrate(make_batch(history_rows()), cfg)
+    t = T0 + 300 * MIN
+    ramp = [(f"R{i}", "P1", "equity", "D1", t + i * 20 * MIN, 4e6 * 2**i) for i in range(3)]
+    reg = MetricsRegistry()
+    stream = SurveillanceStream(cfg, base, lateness_ns=0, metrics=reg, name="m")
+    stream.push(make_batch(ramp))
+    stream.push(make_batch([("L0", "P1", "equity", "D1", t - 60 * MIN, 1.0)]))  # late
+    stream.flush()
+    text = reg.render_prometheus()
+    emitted = set(re.findall(r"^# TYPE (surv_stream_\w+) (\w+)$", text, re.M))
+    assert {name for name, _ in emitted} == {n for n in METRICS if n.startswith("surv_stream_")}
+    for name, kind in emitted:
+        assert METRICS[name][0] == kind
+        assert f"# HELP {name} {METRICS[name][2]}" in text
+        for labels, _ in reg.series(name):
+            assert set(labels) == set(METRICS[name][1])
 
 
 def test_out_of_order_trade_moving_the_start_withdraws_the_episode():

@@ -53,9 +53,16 @@ Episode
     while each breach's window overlaps the previous breach's window, i.e. the
     gap between consecutive breach timestamps is ``<= W``
     (:func:`episode_starts`). One alert per episode: its peak is the breaching
-    window with the largest sum (earliest on ties), its trades are the trades
+    window with the largest sum (on ties the earliest, then the one whose
+    own trade has the smallest id: never the input order), its trades are the trades
     of the peak window in (timestamp, trade id) order; ``start_ns`` is the
     first trade of the first breaching window and ``end_ns`` the last breach.
+    The alert id is the episode's identity, ``sha256(trader | asset class |
+    start_ns | first trade id of the first breaching window in (timestamp,
+    trade id) order)``: fixed when the episode opens, it does not change as
+    the episode grows or its peak moves. Only trades of the group arriving
+    out of order can move an episode's start earlier and so give it a new
+    id (a stream then withdraws the old id, see :mod:`surv_kernel.stream`).
     Floor episodes are built the same way over floor-passing windows; a floor
     episode without any breach goes to :attr:`Detection.suppressed` with the
     reason. ``policy="static"`` alerts every floor episode instead.
@@ -623,7 +630,7 @@ class Explanation(msgspec.Struct, frozen=True):
 
 
 class Alert(msgspec.Struct, frozen=True):
-    alert_id: str  # sha256(trader|asset class|start_ns|first peak trade id), 24 hex digits
+    alert_id: str  # sha256(trader|asset class|start_ns|first trade of the first breach), 24 hex
     trader_id: str
     asset_class: str
     start_ns: int  # first trade of the episode's first breaching window
@@ -697,9 +704,18 @@ def episode_starts(group: np.ndarray, timestamps_ns: np.ndarray, window_ns: int)
     return np.flatnonzero(new)
 
 
-def _segment_argmax(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+def _segment_argmax(
+    values: np.ndarray,
+    starts: np.ndarray,
+    times: np.ndarray | None = None,
+    tie_key: Any = None,
+) -> np.ndarray:
     """Per segment (``starts`` ascending, last one runs to the end), the index
-    of its first maximum (rows are time-ordered: the earliest on ties)."""
+    of its maximum: rows are time-ordered, so the earliest on ties. With
+    ``times`` and ``tie_key`` (index -> sortable key), maxima at that same
+    earliest timestamp go to the smallest key: rows of one group at equal
+    timestamps share their window (and sum) but not their own trade (its desk
+    picks a cold group's peers), and their row order is the input order."""
     seg_max = np.maximum.reduceat(values, starts)
     lengths = np.diff(np.append(starts, len(values)))
     is_max = values == np.repeat(seg_max, lengths)
@@ -707,7 +723,14 @@ def _segment_argmax(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     seg = np.searchsorted(starts, pos, side="right") - 1
     first = np.ones(len(pos), np.bool_)
     first[1:] = seg[1:] != seg[:-1]
-    return pos[first]
+    out = pos[first]
+    if tie_key is not None and times is not None and len(pos) > len(out):
+        tied = times[pos] == times[out[seg]]
+        n_tied = np.bincount(seg[tied], minlength=len(out))
+        for j in np.flatnonzero(n_tied > 1).tolist():
+            cands = pos[tied & (seg == j)].tolist()
+            out[j] = min(cands, key=tie_key)
+    return out
 
 
 def _check_notional(batch: TradeBatch) -> None:
@@ -941,16 +964,21 @@ def detect_from_stats(
         a_starts = episode_starts(r.g[B], r.ts[B], W)
         alerted = np.logical_or.reduceat(r.breach, f_starts)
         suppressed_eps = np.flatnonzero(~alerted)
+
+    def row_tid(i: int) -> str:
+        # peak tie-break among windows at one timestamp: the row's own trade id
+        return batch.trade_id[ws.order[r.F[i]]]
+
     alerts: list[Alert] = []
     if len(B):
         a_ends = np.append(a_starts[1:], len(B)) - 1
-        a_peaks = B[_segment_argmax(r.s[B], a_starts)]
+        a_peaks = B[_segment_argmax(r.s[B], a_starts, r.ts[B], lambda p: row_tid(B[p]))]
         alerts = _build(
             batch, ws, cfg, floors, r, B[a_starts], B[a_ends], a_peaks, a_ends - a_starts + 1, True
         )
     suppressed: list[Any] = []
     if len(suppressed_eps):
-        f_peaks = _segment_argmax(r.s, f_starts)[suppressed_eps]
+        f_peaks = _segment_argmax(r.s, f_starts, r.ts, row_tid)[suppressed_eps]
         firsts, lasts = f_starts[suppressed_eps], f_ends[suppressed_eps]
         suppressed = _build(
             batch, ws, cfg, floors, r, firsts, lasts, f_peaks, lasts - firsts + 1, False
@@ -1017,6 +1045,7 @@ def _build(
         n_windows.tolist(),
         peak.tolist(),
         ws.counts[r.F[peak]].tolist(),
+        first.tolist(),
         strict=True,
     )
     out = []
@@ -1041,6 +1070,7 @@ def _build(
         nw,
         i,
         ntr,
+        fw,
     ) in cols:
         floor_only = src == FLOOR_ONLY
         # positional construction: ~3x cheaper than keywords, and a busy day
@@ -1078,6 +1108,13 @@ def _build(
                 )
             )
             continue
+        # the id is the episode's: its start and the first trade (in
+        # (timestamp, trade id) order) of its first breaching window, fixed
+        # when the episode opens however its peak moves later
+        k0 = int(r.F[fw])
+        head = ws.order[ws.first[k0] : ws.last[k0] + 1]
+        head = head[batch.timestamp_ns[head] == start]
+        first_trade = min(batch.trade_id[head].tolist())
         k = int(r.F[i])
         # the peak window's trades in (timestamp, trade id) order: input
         # order of equal timestamps must not leak into the output
@@ -1092,7 +1129,7 @@ def _build(
         trades = [t for _, t in pairs]
         out.append(
             Alert(
-                alert_id=_alert_id(trader, ac, start, trades[0]),
+                alert_id=_alert_id(trader, ac, start, first_trade),
                 trader_id=trader,
                 asset_class=ac,
                 start_ns=start,

@@ -196,6 +196,39 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
         ("desk",),
         "Seconds from an alert's last trade timestamp to the alert's emission (the SLA figure).",
     ),
+    # streaming (stream.SurveillanceStream, after each push or flush)
+    "surv_stream_trades_total": ("counter", ("stream",), "Trades accepted by the stream."),
+    "surv_stream_push_seconds": (
+        "histogram",
+        ("stream",),
+        "Wall time of one SurveillanceStream push or flush.",
+    ),
+    "surv_stream_rows_held": (
+        "gauge",
+        ("stream",),
+        "Trade rows held as window context (the stream's main state).",
+    ),
+    "surv_stream_groups": (
+        "gauge",
+        ("stream",),
+        "(trader, asset class) groups holding rows or an open episode.",
+    ),
+    "surv_stream_open_episodes": ("gauge", ("stream",), "Alert episodes open (not yet closed)."),
+    "surv_stream_watermark_seconds": (
+        "gauge",
+        ("stream",),
+        "The stream's watermark (newest trade time minus the lateness allowance), Unix seconds.",
+    ),
+    "surv_stream_late_trades_total": (
+        "counter",
+        ("stream", "outcome"),
+        "Trades older than the watermark by outcome: processed (state allowed) or quarantined.",
+    ),
+    "surv_stream_alert_events_total": (
+        "counter",
+        ("stream", "status"),
+        "Alert lifecycle events emitted by status: open, update, closed, withdrawn.",
+    ),
 }
 
 _BUCKETS_BY_NAME: dict[str, tuple[float, ...]] = {"surv_alert_lag_seconds": LAG_BUCKETS}

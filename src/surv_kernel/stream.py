@@ -79,8 +79,9 @@ Each push returns a :class:`StreamUpdate` whose ``events`` are
     breach (not only once it is final: the alert leaves with the batch).
     ``alert`` is the episode so far.
 ``update``
-    Same ``episode_id``, emitted when the episode's content changed: it
-    grew (``end_ns``, ``n_windows``), its peak moved or grew.
+    Same ``episode_id`` and ``alert.alert_id``, emitted when the episode's
+    content changed: it grew (``end_ns``, ``n_windows``), its peak moved or
+    grew.
 ``closed``
     Final; emitted once, when the watermark passes the episode's last
     breach + W (no later window can extend it), or at :meth:`flush`.
@@ -98,11 +99,15 @@ terminal event (``closed`` or ``withdrawn``), with ``update`` s between;
 and final within one batch). With trades of a group arriving in time
 order nothing is ever withdrawn.
 
-``episode_id`` is ``sha256(trader | asset class | start_ns | first trade
-of the first breaching window)`` (the model's id function on the
-episode's start), stable from open to close. ``alert.alert_id`` is the
-model's id, which hashes the first trade of the *peak* window, so it
-follows the peak while the episode grows and is final at ``closed``.
+``alert.alert_id`` is the model's alert id, ``sha256(trader | asset class
+| start_ns | first trade of the first breaching window in (timestamp,
+trade id) order)``: it is fixed when the episode opens and every event of
+the episode, ``open`` through ``update`` s to ``closed``, carries the same
+id (the peak moving or growing does not change it). The one exception is
+out-of-order trades that move the episode's start earlier: the episode
+then has a new id, and the old one is ``withdrawn`` with ``superseded_by``
+naming the new one. ``episode_id`` is kept for compatibility and always
+equals ``alert.alert_id``.
 
 Suppressed episodes (floor-passing, no breach: the model's suppression
 report) are emitted once, final, in :attr:`StreamUpdate.suppressed` when
@@ -277,7 +282,7 @@ class AlertEvent(msgspec.Struct, frozen=True):
     """One step of an alert episode's lifecycle (see the module docstring)."""
 
     status: str  # "open", "update", "closed" or "withdrawn"
-    episode_id: str  # stable from open to close
+    episode_id: str  # == alert.alert_id, fixed from open to close
     alert: Alert  # the episode as it stands (final when status == "closed")
     superseded_by: list[str] = []  # "withdrawn": the episodes now holding its windows
 
@@ -537,7 +542,10 @@ class _Elements(NamedTuple):
     breach: np.ndarray
     ref: np.ndarray  # >= 0: index into the scored rows; < 0: pseudo of local group -1-ref
 
-    def episodes(self, sel: np.ndarray | None, window_ns: int) -> _Episodes:
+    def episodes(self, sel: np.ndarray | None, window_ns: int, row_tid: Any = None) -> _Episodes:
+        """``row_tid`` (scored row -> its own trade id) breaks peak ties at
+        one timestamp as the model does; a folded state wins its ties (it
+        is first in its group, as the model's earlier rows are)."""
         g, t = (self.g, self.t) if sel is None else (self.g[sel], self.t[sel])
         idx = np.arange(len(self.g)) if sel is None else np.flatnonzero(sel)
         if len(idx) == 0:
@@ -545,11 +553,16 @@ class _Elements(NamedTuple):
             return _Episodes(e, e, e, e, e, e, np.empty(0, np.bool_))
         starts = episode_starts(g, t, window_ns)
         ends = np.append(starts[1:], len(idx)) - 1
+
+        def tie(p: int) -> tuple[int, str]:
+            ref = int(self.ref[idx[p]])
+            return (0, "") if ref < 0 or row_tid is None else (1, row_tid(ref))
+
         first = idx[starts]
         return _Episodes(
             grp=self.g[first],
             first=first,
-            peak=idx[_segment_argmax(self.s[idx], starts)],
+            peak=idx[_segment_argmax(self.s[idx], starts, self.t[idx], tie)],
             start=self.start[first],
             last=self.t[idx[ends]],
             n=np.add.reduceat(self.n[idx], starts),
@@ -1187,8 +1200,8 @@ class SurveillanceStream:
         old_trades = _LocalView(self._a_trades, active)
         R = np.arange(len(P)) if static else np.flatnonzero(breach)
         aE = _elements(ach, R, gP, tsP, sP, startP, breach)
-        a_all = aE.episodes(None, W)
-        a_fin = aE.episodes(aE.t < wm, W)
+        a_all = aE.episodes(None, W, ctx.row_trade)
+        a_fin = aE.episodes(aE.t < wm, W, ctx.row_trade)
         a_closed = a_fin.last < horizon
         a_open = ~(a_all.last < horizon)
         np.minimum.at(due_local, a_all.grp[a_open], a_all.last[a_open] + W)
@@ -1252,8 +1265,8 @@ class SurveillanceStream:
         if not static:
             fch = _ChainView(self._fchain, active)
             fE = _elements(fch, np.arange(len(P)), gP, tsP, sP, startP, breach)
-            f_all = fE.episodes(None, W)
-            f_fin = fE.episodes(fE.t < wm, W)
+            f_all = fE.episodes(None, W, ctx.row_trade)
+            f_fin = fE.episodes(fE.t < wm, W, ctx.row_trade)
             f_closed = f_fin.last < horizon
             f_open = ~(f_all.last < horizon)
             np.minimum.at(due_local, f_all.grp[f_open], f_all.last[f_open] + W)
@@ -1419,8 +1432,9 @@ class SurveillanceStream:
         ac = self._d.asset_class[self._g_ac[gid]]
         expl, floor, floor_only = self._explanation(gid, pk, n)
         s, z, ratio = float(pk["s"]), float(pk["z"]), float(pk["ratio"])
+        episode_id = _alert_id(trader, ac, start, first_tid)
         alert = Alert(
-            alert_id=_alert_id(trader, ac, start, trades[0]),
+            alert_id=episode_id,
             trader_id=trader,
             asset_class=ac,
             start_ns=start,
@@ -1433,7 +1447,7 @@ class SurveillanceStream:
             policy=cfg.policy,
             explanation=expl,
         )
-        return _alert_id(trader, ac, start, first_tid), gid, alert
+        return episode_id, gid, alert
 
     def _suppressed(self, gid: int, start: int, end: int, n: int, pk: np.void) -> SuppressedEpisode:
         cfg = self._cfg
@@ -1880,6 +1894,10 @@ class _Ctx:
         ids = self.ids.get(self.rid_c[rows])
         pairs = sorted(zip(self.ts_c[rows].tolist(), ids, strict=True))
         return [t for _, t in pairs]
+
+    def row_trade(self, r: int) -> str:
+        """The trade id of scored window ``r``'s own row."""
+        return self.ids.get(self.rid_c[self.ws.order[self.P[r : r + 1]]])[0]
 
     def first_trade(self, r: int) -> str:
         """The first trade id of scored window ``r`` in (timestamp, trade id) order."""
