@@ -745,3 +745,27 @@ def test_reason_labels_stay_bounded():
     assert desks.reason_label("Bad -- thing: detail") == "bad_thing"
     assert desks.reason_label("") == "unspecified"
     assert len(desks.reason_label("x" * 500)) == 48
+
+
+# --- allocator tuning (the six-desk benchmark's page-fault finding) ---------
+
+
+def test_tune_allocator_applies_on_glibc():
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt tuning is glibc-only")
+    assert desks.tune_allocator() is True
+
+
+def test_process_all_desks_tunes_allocator_once_unless_disabled(monkeypatch):
+    calls = []
+    monkeypatch.setattr(desks, "tune_allocator", lambda: calls.append(1) or True)
+    monkeypatch.setattr(desks, "_allocator_tuned", None)
+    monkeypatch.setenv("SURV_MALLOC_TUNING", "0")
+    assert desks.process_all_desks(["A"], analyze=lambda d: []) == [[]]
+    assert calls == []
+    monkeypatch.delenv("SURV_MALLOC_TUNING")
+    desks.process_all_desks(["A", "B"], analyze=lambda d: [])
+    desks.process_all_desks(["A"], analyze=lambda d: [])
+    assert calls == [1]
