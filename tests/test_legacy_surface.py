@@ -94,3 +94,13 @@ def test_package_and_module_import_together():
 
     assert surv_kernel.__version__
     assert tsp.get_fx_rate("EUR") == surv_kernel.FX_RATES_USD["EUR"]
+
+
+def test_every_package_export_resolves():
+    # the package exports lazily; a renamed function must fail here, not at a caller
+    import surv_kernel
+
+    missing = [name for name in surv_kernel.__all__ if not hasattr(surv_kernel, name)]
+    assert missing == []
+    assert callable(surv_kernel.rolling_window_sums) and callable(surv_kernel.detect)
+    assert callable(surv_kernel.decode_feed) and callable(surv_kernel.iter_feed)
