@@ -796,6 +796,108 @@ def _alert_id(trader: str, ac: str, start_ns: int, first_trade: str) -> str:
     return hashlib.sha256(key).hexdigest()[:24]
 
 
+# -- per-episode records: the one place batch (_build) and stream make them ----------
+
+
+def episode_explanation(
+    cfg: DetectionConfig,
+    window_sum: float,
+    ac_floor: float,
+    src: int,
+    desk: str,
+    median: float,
+    mad: float,
+    baseline_n: int,
+    scale: float,
+    scale_src: int,
+    z: float,
+    ratio: float,
+    n_windows: int,
+) -> Explanation:
+    """The :class:`Explanation` of one episode from its peak window's plain
+    values: ``src`` / ``scale_src`` are SOURCE_NAMES / SCALE_NAMES codes,
+    ``desk`` the peer desk's name ("" for none)."""
+    floor_only = src == FLOOR_ONLY
+    # positional construction: ~3x cheaper than keywords, and a busy day
+    # has tens of thousands of suppressed episodes (order: the fields)
+    return Explanation(
+        window_sum,  # window_sum_usd
+        ac_floor * cfg.threshold_multiplier,  # floor_usd
+        ac_floor,  # asset_class_floor_usd
+        cfg.threshold_multiplier,
+        SOURCE_NAMES[src],  # baseline_source
+        desk,  # baseline_desk
+        median,  # baseline_median_usd
+        mad,  # baseline_mad_usd
+        baseline_n,  # baseline_n
+        math.nan if floor_only else scale,  # scale_usd
+        "" if floor_only else SCALE_NAMES[scale_src],  # scale_source
+        z,
+        ratio,
+        cfg.z_level,
+        cfg.ratio_level,
+        n_windows,
+    )
+
+
+def episode_suppressed(
+    cfg: DetectionConfig,
+    trader: str,
+    ac: str,
+    start_ns: int,
+    end_ns: int,
+    peak_ns: int,
+    n_trades: int,
+    expl: Explanation,
+) -> SuppressedEpisode:
+    """A floor-passing episode that was not alerted, explained by ``expl``
+    (from :func:`episode_explanation`)."""
+    return SuppressedEpisode(
+        trader,  # trader_id
+        ac,  # asset_class
+        start_ns,
+        end_ns,
+        peak_ns,
+        expl.window_sum_usd,  # peak_window_sum_usd
+        n_trades,
+        "within baseline: " + _verdict(expl.z, expl.ratio, cfg.z_level, cfg.ratio_level),
+        expl,
+    )
+
+
+def episode_alert(
+    cfg: DetectionConfig,
+    trader: str,
+    ac: str,
+    start_ns: int,
+    first_trade: str,
+    end_ns: int,
+    peak_ns: int,
+    trades: list[str],
+    expl: Explanation,
+) -> Alert:
+    """An alerted episode: its id is the episode's (start and the first
+    trade, in (timestamp, trade id) order, of its first breaching window);
+    ``trades`` are the peak window's trades; ``expl`` from
+    :func:`episode_explanation`."""
+    s = expl.window_sum_usd
+    floor_only = expl.baseline_source == SOURCE_NAMES[FLOOR_ONLY]
+    return Alert(
+        alert_id=_alert_id(trader, ac, start_ns, first_trade),
+        trader_id=trader,
+        asset_class=ac,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        peak_ns=peak_ns,
+        peak_window_sum_usd=s,
+        trades=trades,
+        score=_score(expl.z, expl.ratio, s, expl.floor_usd, floor_only, cfg),
+        window_minutes=cfg.window_minutes,
+        policy=cfg.policy,
+        explanation=expl,
+    )
+
+
 def detect(
     batch: TradeBatch, config: DetectionConfig | None = None, baselines: Baselines | None = None
 ) -> Detection:
@@ -1023,7 +1125,6 @@ def _build(
     traders = d.trader.values
     classes = d.asset_class.values
     desks = d.desk.values
-    ac_floor = floors[ac_c]
     cols = zip(
         [traders[t] for t in trader_c.tolist()],
         [classes[a] for a in ac_c.tolist()],
@@ -1031,8 +1132,7 @@ def _build(
         r.ts[last].tolist(),
         r.ts[peak].tolist(),
         r.s[peak].tolist(),
-        ac_floor.tolist(),
-        (ac_floor * cfg.threshold_multiplier).tolist(),
+        floors[ac_c].tolist(),
         r.src[peak].tolist(),
         r.desk[peak].tolist(),
         r.med[peak].tolist(),
@@ -1057,7 +1157,6 @@ def _build(
         pk_ns,
         s,
         acf,
-        floor,
         src,
         dk,
         med,
@@ -1072,45 +1171,12 @@ def _build(
         ntr,
         fw,
     ) in cols:
-        floor_only = src == FLOOR_ONLY
-        # positional construction: ~3x cheaper than keywords, and a busy day
-        # has tens of thousands of suppressed episodes (order: the fields)
-        expl = Explanation(
-            s,  # window_sum_usd
-            floor,  # floor_usd
-            acf,  # asset_class_floor_usd
-            cfg.threshold_multiplier,
-            SOURCE_NAMES[src],  # baseline_source
-            desks[dk] if dk >= 0 else "",  # baseline_desk
-            med,  # baseline_median_usd
-            mad,  # baseline_mad_usd
-            bn,  # baseline_n
-            math.nan if floor_only else sc,  # scale_usd
-            "" if floor_only else SCALE_NAMES[ssrc],  # scale_source
-            z,
-            ratio,
-            cfg.z_level,
-            cfg.ratio_level,
-            nw,  # n_windows
-        )
+        desk = desks[dk] if dk >= 0 else ""
+        expl = episode_explanation(cfg, s, acf, src, desk, med, mad, bn, sc, ssrc, z, ratio, nw)
         if not as_alerts:
-            out.append(
-                SuppressedEpisode(
-                    trader,  # trader_id
-                    ac,  # asset_class
-                    start,  # start_ns
-                    end,  # end_ns
-                    pk_ns,  # peak_ns
-                    s,  # peak_window_sum_usd
-                    ntr,  # n_trades
-                    "within baseline: " + _verdict(z, ratio, cfg.z_level, cfg.ratio_level),
-                    expl,
-                )
-            )
+            out.append(episode_suppressed(cfg, trader, ac, start, end, pk_ns, ntr, expl))
             continue
-        # the id is the episode's: its start and the first trade (in
-        # (timestamp, trade id) order) of its first breaching window, fixed
-        # when the episode opens however its peak moves later
+        # the id is fixed when the episode opens however its peak moves later
         k0 = int(r.F[fw])
         head = ws.order[ws.first[k0] : ws.last[k0] + 1]
         head = head[batch.timestamp_ns[head] == start]
@@ -1127,20 +1193,5 @@ def _build(
             )
         )
         trades = [t for _, t in pairs]
-        out.append(
-            Alert(
-                alert_id=_alert_id(trader, ac, start, first_trade),
-                trader_id=trader,
-                asset_class=ac,
-                start_ns=start,
-                end_ns=end,
-                peak_ns=pk_ns,
-                peak_window_sum_usd=s,
-                trades=trades,
-                score=_score(z, ratio, s, floor, floor_only, cfg),
-                window_minutes=cfg.window_minutes,
-                policy=cfg.policy,
-                explanation=expl,
-            )
-        )
+        out.append(episode_alert(cfg, trader, ac, start, first_trade, end, pk_ns, trades, expl))
     return out

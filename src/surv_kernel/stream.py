@@ -175,21 +175,19 @@ from .batch import Dictionaries, TradeBatch
 from .ingest import Quarantine, QuarantineRecord, decode_feed
 from .model import (
     FLOOR_ONLY,
-    SCALE_NAMES,
-    SOURCE_NAMES,
     Alert,
     Baselines,
     BaselineStat,
     DetectionConfig,
     Explanation,
     SuppressedEpisode,
-    _alert_id,
     _baselines_from_given,
     _peer_tables,
-    _score,
     _segment_argmax,
-    _verdict,
+    episode_alert,
+    episode_explanation,
     episode_starts,
+    episode_suppressed,
 )
 from .observability import metrics as _global_metrics
 from .reference import UnknownAssetClassError, asset_class_floor
@@ -1397,72 +1395,51 @@ class SurveillanceStream:
 
     # -- records ---------------------------------------------------------------------------
 
-    def _explanation(self, gid: int, pk: np.void, n: int) -> tuple[Explanation, float, bool]:
-        cfg = self._cfg
-        acf = float(self._ac_floor[self._g_ac[gid]])
-        floor = acf * cfg.threshold_multiplier
-        src, dk = int(pk["src"]), int(pk["desk"])
-        floor_only = src == FLOOR_ONLY
-        expl = Explanation(
-            float(pk["s"]),  # window_sum_usd
-            floor,  # floor_usd
-            acf,  # asset_class_floor_usd
-            cfg.threshold_multiplier,
-            SOURCE_NAMES[src],  # baseline_source
-            self._d.desk[dk] if dk >= 0 else "",  # baseline_desk
+    def _explanation(self, gid: int, pk: np.void, n: int) -> Explanation:
+        dk = int(pk["desk"])
+        return episode_explanation(
+            self._cfg,
+            float(pk["s"]),
+            float(self._ac_floor[self._g_ac[gid]]),
+            int(pk["src"]),
+            self._d.desk[dk] if dk >= 0 else "",
             float(pk["med"]),
             float(pk["mad"]),
             int(pk["bn"]),
-            math.nan if floor_only else float(pk["scale"]),
-            "" if floor_only else SCALE_NAMES[int(pk["ssrc"])],
+            float(pk["scale"]),
+            int(pk["ssrc"]),
             float(pk["z"]),
             float(pk["ratio"]),
-            cfg.z_level,
-            cfg.ratio_level,
-            n,  # n_windows
+            n,
         )
-        return expl, floor, floor_only
 
     def _alert(
         self, gid: int, start: int, first_tid: str, end: int, n: int, pk: np.void, trades: list
     ) -> tuple[str, int, Alert]:
         """(episode_id, gid, the model's Alert) for one episode."""
-        cfg = self._cfg
-        trader = self._d.trader[self._g_trader[gid]]
-        ac = self._d.asset_class[self._g_ac[gid]]
-        expl, floor, floor_only = self._explanation(gid, pk, n)
-        s, z, ratio = float(pk["s"]), float(pk["z"]), float(pk["ratio"])
-        episode_id = _alert_id(trader, ac, start, first_tid)
-        alert = Alert(
-            alert_id=episode_id,
-            trader_id=trader,
-            asset_class=ac,
-            start_ns=start,
-            end_ns=end,
-            peak_ns=int(pk["pk_ns"]),
-            peak_window_sum_usd=s,
-            trades=list(trades),
-            score=_score(z, ratio, s, floor, floor_only, cfg),
-            window_minutes=cfg.window_minutes,
-            policy=cfg.policy,
-            explanation=expl,
+        alert = episode_alert(
+            self._cfg,
+            self._d.trader[self._g_trader[gid]],
+            self._d.asset_class[self._g_ac[gid]],
+            start,
+            first_tid,
+            end,
+            int(pk["pk_ns"]),
+            list(trades),
+            self._explanation(gid, pk, n),
         )
-        return episode_id, gid, alert
+        return alert.alert_id, gid, alert
 
     def _suppressed(self, gid: int, start: int, end: int, n: int, pk: np.void) -> SuppressedEpisode:
-        cfg = self._cfg
-        expl, _, _ = self._explanation(gid, pk, n)
-        return SuppressedEpisode(
+        return episode_suppressed(
+            self._cfg,
             self._d.trader[self._g_trader[gid]],
             self._d.asset_class[self._g_ac[gid]],
             start,
             end,
             int(pk["pk_ns"]),
-            float(pk["s"]),
             int(pk["count"]),
-            "within baseline: "
-            + _verdict(float(pk["z"]), float(pk["ratio"]), cfg.z_level, cfg.ratio_level),
-            expl,
+            self._explanation(gid, pk, n),
         )
 
     # -- events ---------------------------------------------------------------------------
