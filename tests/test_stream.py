@@ -329,6 +329,34 @@ def test_warm_up_samples_are_calibrates_for_any_split(day, cfg, data):
         assert_warm_matches_calibrate(stream.baselines, calibrate(batch, cfg))
 
 
+def test_warm_up_main_desk_follows_a_trade_whose_window_is_thinned_away():
+    """Found by hypothesis in CI: group B's only D1 trade came alone in the last
+    push and its window was thinned away (no new sample), so the warm-up was
+    not rebuilt and B's main desk stayed D2 where calibrate says D1 (a 1-1 tie
+    goes to the smaller desk name)."""
+    t0 = 1_710_000_000_000_000_000
+    rows = [(f"T{i:03d}", "A", "equity", "D1", t0, 250000.0) for i in range(17)]
+    rows += [
+        ("T019", "B", "equity", "D2", t0, 250000.0),
+        ("T017", "A", "equity", "D1", t0 + 60_000_000_000, 250000.0),
+        ("T018", "B", "equity", "D1", t0 + 120_000_000_000, 250000.0),
+    ]
+    cfg = DetectionConfig(
+        window_minutes=10.0,
+        z_level=0.5,
+        ratio_level=1.5,
+        min_windows=1,
+        stable_windows=1,
+        min_peer_groups=1,
+    )
+    batch = make_batch(rows)
+    stream = SurveillanceStream(cfg, None, lateness_ns=0, metrics=None)
+    run = feed(stream, batch, [19])
+    run.add(stream.flush())
+    assert stream.baselines.group_desk["B"]["equity"] == "D1"
+    assert_warm_matches_calibrate(stream.baselines, calibrate(batch, cfg))
+
+
 def test_warm_up_thinning_across_pushes_at_exactly_one_window():
     """The last kept window of an earlier push blocks a window exactly W
     later (both ends of a window are inclusive), as in calibrate."""

@@ -888,6 +888,9 @@ class SurveillanceStream:
                 grown[:, : self._warm_desk.shape[1]] = self._warm_desk
                 self._warm_desk = grown
             np.add.at(self._warm_desk, (gid, desk[rows]), 1)
+            # a trade whose window is thinned away adds no sample but can still
+            # change its group's main desk (hence its peers): rebuild for it too
+            self._warm_dirty = True
         new = _New(
             gid.astype(np.int32, copy=False),
             ts[rows],
