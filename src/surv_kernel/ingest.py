@@ -1197,6 +1197,29 @@ class _FeedState:
             self._final_element(buf, base, pos, end, sink, q)
             return end
 
+    def _decoders(self) -> tuple[Any, Any]:
+        """(one-record decoder, JSON-array decoder) for this feed's schema."""
+        if self.legacy:
+            return _LEGACY_RECORD_DECODER, _LEGACY_LIST_DECODER
+        return _RECORD_DECODER, _LIST_DECODER
+
+    def _decode_in_bulk(self, data: memoryview, start: int, end: int, n: int) -> list[Any] | None:
+        """The ``n`` consecutive records in ``data[start:end]`` decoded by msgspec
+        in one call, or None when that fails (or ``n`` < 2, where one-by-one is
+        the same work) and the caller must decode them one by one to learn which
+        record is bad and why."""
+        if n < 2:
+            return None
+        record_decoder, list_decoder = self._decoders()
+        try:
+            if self.mode == "ndjson":
+                structs = record_decoder.decode_lines(data[start:end])
+                # cannot happen: one record per non-blank line
+                return structs if len(structs) == n else None
+            return list_decoder.decode(b"".join((b"[", data[start:end], b"]")))
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            return None
+
     def _decode_bailed(
         self,
         buf: np.ndarray,
@@ -1212,25 +1235,13 @@ class _FeedState:
         its row (at flush); one that does not is skipped with its reason."""
         data = buf.data  # memoryview: slices without copies
         ndjson = self.mode == "ndjson"
-        if self.legacy:
-            record_decoder, list_decoder = _LEGACY_RECORD_DECODER, _LEGACY_LIST_DECODER
-        else:
-            record_decoder, list_decoder = _RECORD_DECODER, _LIST_DECODER
+        record_decoder = self._decoders()[0]
         rec_start, rec_end = out.rec_start, out.rec_end
         for run_rows in np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1):
             n = run_rows.shape[0]
-            structs: list[Any] | None = None
-            if n > 1:
-                s0, e1 = int(rec_start[run_rows[0]]), int(rec_end[run_rows[-1]])
-                try:
-                    if ndjson:
-                        structs = record_decoder.decode_lines(data[s0:e1])
-                        if len(structs) != n:  # cannot happen: one record per non-blank line
-                            structs = None
-                    else:
-                        structs = list_decoder.decode(b"".join((b"[", data[s0:e1], b"]")))
-                except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-                    structs = None
+            structs = self._decode_in_bulk(
+                data, int(rec_start[run_rows[0]]), int(rec_end[run_rows[-1]]), n
+            )
             if structs is not None:
                 good = run_rows
             else:
@@ -1281,22 +1292,8 @@ class _FeedState:
         n = starts.shape[0]
         first = self.position
         data = buf.data  # memoryview: slices without copies
-        if self.legacy:
-            record_decoder, list_decoder = _LEGACY_RECORD_DECODER, _LEGACY_LIST_DECODER
-        else:
-            record_decoder, list_decoder = _RECORD_DECODER, _LIST_DECODER
-        structs: list[Any] | None = None
-        if n > 1:
-            s0, e1 = int(starts[0]), int(ends[-1])
-            try:
-                if self.mode == "ndjson":
-                    structs = record_decoder.decode_lines(data[s0:e1])
-                    if len(structs) != n:  # cannot happen: one record per non-blank line
-                        structs = None
-                else:
-                    structs = list_decoder.decode(b"".join((b"[", data[s0:e1], b"]")))
-            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-                structs = None
+        record_decoder = self._decoders()[0]
+        structs = self._decode_in_bulk(data, int(starts[0]), int(ends[-1]), n) if n else None
         if structs is not None:
             self._reserve_rows(structs, starts, ends, np.arange(first, first + n), out, part)
             self.n_json += n
