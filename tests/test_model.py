@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from batches import make_batch
 from surv_kernel import dtypes
 from surv_kernel.batch import Dictionaries, TradeBatch
 from surv_kernel.model import (
@@ -45,21 +46,6 @@ MIN = dtypes.NS_PER_MINUTE
 T0 = 1_710_000_000 * dtypes.NS_PER_SECOND
 
 # -- building batches -------------------------------------------------------------------
-
-
-def make_batch(rows, dictionaries=None):
-    """rows: (trade_id, trader, asset_class, desk, ts_ns, usd)"""
-    d = dictionaries if dictionaries is not None else Dictionaries()
-    ids, traders, acs, desks, ts, usd = zip(*rows, strict=True) if rows else ([],) * 6
-    return TradeBatch(
-        timestamp_ns=np.array(ts, np.int64),
-        notional_usd=np.array(usd, np.float64),
-        trader=d.trader.encode(traders),
-        asset_class=d.asset_class.encode(acs),
-        desk=d.desk.encode(desks),
-        trade_id=np.array(ids, object),
-        dictionaries=d,
-    )
 
 
 def quiet_day(trader="Q", ac="equity", desk="D1", n=60, usd=100_000.0, every_min=20, t0=T0):

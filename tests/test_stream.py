@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
+from batches import make_batch
 from surv_kernel import dtypes
 from surv_kernel import stream as stream_module
 from surv_kernel.batch import Dictionaries, TradeBatch
@@ -38,21 +39,6 @@ SEC = dtypes.NS_PER_SECOND
 T0 = 1_710_000_000 * SEC
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-def make_batch(rows, dictionaries=None):
-    """rows: (trade_id, trader, asset_class, desk, ts_ns, usd)"""
-    d = dictionaries if dictionaries is not None else Dictionaries()
-    ids, traders, acs, desks, ts, usd = zip(*rows, strict=True) if rows else ([],) * 6
-    return TradeBatch(
-        timestamp_ns=np.array(ts, np.int64),
-        notional_usd=np.array(usd, np.float64),
-        trader=d.trader.encode(traders),
-        asset_class=d.asset_class.encode(acs),
-        desk=d.desk.encode(desks),
-        trade_id=np.array(ids, object),
-        dictionaries=d,
-    )
 
 
 def enc(x) -> bytes:
