@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from batches import make_batch
 from surv_kernel import dtypes
 from surv_kernel.batch import Dictionaries, TradeBatch
+from surv_kernel.kernels import scoring as model_kernels
 from surv_kernel.model import (
     FENCE_RATIO,
     FENCE_Z,
@@ -37,7 +38,6 @@ from surv_kernel.model import (
     detect,
     episode_starts,
     group_codes,
-    model_kernels,
 )
 from surv_kernel.reference import ASSET_CLASS_FLOORS_USD, UnknownAssetClassError
 from surv_kernel.windows import MAD_TO_SIGMA, window_stats

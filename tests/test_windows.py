@@ -57,7 +57,7 @@ def assert_sums_close(got, ref, abs_scale, rtol=1e-9):
 
     Finite windows: relative 1e-9, plus an absolute slack of 1e-15 * sum|x| of
     the window. The compensated sum's error is <= 2u|S| + m^2 u^2 sum|x|
-    (kernels.py); the second term only matters when the window cancels to
+    (kernels/windows.py); the second term only matters when the window cancels to
     (nearly) zero, where no relative bound can hold. 1e-15 covers m^2 u^2
     for windows up to ~1e8 rows. Non-finite windows must match exactly.
     """

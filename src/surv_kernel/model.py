@@ -89,8 +89,9 @@ from typing import Any, NamedTuple
 import msgspec
 import numpy as np
 
-from . import dtypes, model_kernels
+from . import dtypes
 from .batch import TradeBatch
+from .kernels import scoring as model_kernels
 from .reference import asset_class_floor
 from .windows import MAD_TO_SIGMA, WindowStats, group_median_mad, window_stats
 
@@ -408,7 +409,7 @@ def baseline_stats(
     Two robust steps, because a group's own windows contain its abuse:
 
     1. *Thinned* samples: the window sums kept by
-       :func:`surv_kernel.model_kernels.thin_windows` (disjoint windows, at
+       :func:`surv_kernel.kernels.scoring.thin_windows` (disjoint windows, at
        most one per window length). A burst of k trades would put k windows
        into its own baseline; thinned it puts one or two, so a quiet trader
        whose day is mostly one structuring episode keeps a normal median.
@@ -964,7 +965,7 @@ def _score_rows(
     n_ac: int,
 ) -> _Rows:
     """Baseline, z, ratio and the breach decision of each floor-passing window
-    (:func:`surv_kernel.model_kernels.score_windows`: one jitted pass).
+    (:func:`surv_kernel.kernels.scoring.score_windows`: one jitted pass).
     Everything here is per row: a window's verdict depends on its own sum,
     its group's baseline and (cold groups) its own desk."""
     m = len(F)

@@ -170,9 +170,10 @@ from typing import Any, NamedTuple
 import msgspec
 import numpy as np
 
-from . import dtypes, model_kernels
+from . import dtypes
 from .batch import Dictionaries, TradeBatch
 from .ingest import Quarantine, QuarantineRecord, decode_feed
+from .kernels import scoring as model_kernels
 from .model import (
     FLOOR_ONLY,
     Alert,

@@ -1,5 +1,5 @@
 """Rolling time-window statistics per group: validating wrappers over
-:mod:`surv_kernel.kernels`.
+:mod:`surv_kernel.kernels.windows`.
 
 The window of a row is every row of the *same group* whose timestamp lies in
 ``[t - window_ns, t]``, both ends inclusive. Every row with an equal timestamp
@@ -13,7 +13,7 @@ Sorting: rows are arranged by a stable counting sort on the dense group code
 already non-decreasing in input order, by a stable time sort inside the group.
 Feeds arrive time-ordered, so usually no group needs the second step.
 
-Summation is compensated and never subtracts (see :mod:`surv_kernel.kernels`
+Summation is compensated and never subtracts (see :mod:`surv_kernel.kernels.windows`
 for the error bound and the NaN / infinity semantics): a window holding a NaN
 sums to NaN, ``+inf`` and ``-inf`` together give NaN, and a non-finite value
 affects only the windows that contain it. Results match ``math.fsum`` over
@@ -38,7 +38,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import dtypes, kernels
+from . import dtypes
+from .kernels import stats as stat_kernels
+from .kernels import windows as kernels
 
 __all__ = [
     "MAD_TO_SIGMA",
@@ -492,7 +494,7 @@ def group_median_mad(values, group_offsets):
     median = np.empty(n_groups, dtype=np.float64)
     mad = np.empty(n_groups, dtype=np.float64)
     _run(
-        kernels.group_median_mad,
+        stat_kernels.group_median_mad,
         [(v, off, g0, g1, median, mad) for g0, g1 in _group_blocks(off, _n_parts(v.shape[0]))],
     )
     return median, mad
