@@ -164,7 +164,6 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import msgspec
@@ -174,25 +173,28 @@ from . import dtypes
 from .batch import Dictionaries, TradeBatch
 from .ingest import Quarantine, QuarantineRecord, decode_feed
 from .kernels import scoring as model_kernels
-from .model import (
-    FLOOR_ONLY,
+from .model.alerts import (
     Alert,
-    Baselines,
-    BaselineStat,
-    DetectionConfig,
     Explanation,
     SuppressedEpisode,
-    _baselines_from_given,
-    _peer_tables,
-    _segment_argmax,
     episode_alert,
     episode_explanation,
-    episode_starts,
     episode_suppressed,
 )
+from .model.baselines import (
+    FLOOR_ONLY,
+    Baselines,
+    CodeBaselines,
+    build_baselines,
+    main_desk_of_counts,
+    resolve_baselines,
+)
+from .model.config import DetectionConfig, check_baselines, resolve_config
+from .model.episodes import episode_starts, segment_argmax
+from .model.scoring import score_windows
 from .observability import metrics as _global_metrics
 from .reference import UnknownAssetClassError, asset_class_floor
-from .windows import MAD_TO_SIGMA, group_median_mad, window_stats
+from .windows import group_median_mad, window_stats
 
 __all__ = [
     "DEFAULT_LATENESS_NS",
@@ -505,18 +507,6 @@ class _Luts:
                 setattr(self, name, np.concatenate([lut, np.array(extra, np.int32)]))
 
 
-class _DictView:
-    """Stands in for a TradeBatch whose dictionaries hold these names: what
-    ``model._baselines_from_given`` reads (``.dictionaries`` only)."""
-
-    def __init__(self, traders: Sequence[str], acs: Sequence[str], desks: Sequence[str]) -> None:
-        self.dictionaries = SimpleNamespace(
-            trader=SimpleNamespace(values=tuple(traders)),
-            asset_class=SimpleNamespace(values=tuple(acs)),
-            desk=SimpleNamespace(values=tuple(desks)),
-        )
-
-
 class _Episodes(NamedTuple):
     """Episodes over a chain's elements (indices into the element arrays)."""
 
@@ -561,7 +551,7 @@ class _Elements(NamedTuple):
         return _Episodes(
             grp=self.g[first],
             first=first,
-            peak=idx[_segment_argmax(self.s[idx], starts, self.t[idx], tie)],
+            peak=idx[segment_argmax(self.s[idx], starts, self.t[idx], tie)],
             start=self.start[first],
             last=self.t[idx[ends]],
             n=np.add.reduceat(self.n[idx], starts),
@@ -612,20 +602,8 @@ class SurveillanceStream:
         warmup_refresh_ns: int | None = None,
         max_warmup_samples: int = 512,
     ) -> None:
-        cfg = config if config is not None else DetectionConfig()
-        if not isinstance(cfg, DetectionConfig):
-            raise TypeError(f"config must be a DetectionConfig, got {type(cfg).__name__}")
-        if baselines is not None:
-            if not isinstance(baselines, Baselines):
-                raise TypeError(
-                    f"baselines must be Baselines (see calibrate), got {type(baselines).__name__}"
-                )
-            if not math.isclose(baselines.window_minutes, cfg.window_minutes):
-                raise ValueError(
-                    f"baselines were calibrated with {baselines.window_minutes}-minute windows "
-                    f"but the config uses {cfg.window_minutes}; recalibrate with the same "
-                    "window_minutes"
-                )
+        cfg = resolve_config(config)
+        check_baselines(baselines, cfg)
         if isinstance(lateness_ns, bool) or not isinstance(lateness_ns, (int, np.integer)):
             raise TypeError(
                 f"lateness_ns must be an integer number of nanoseconds, got {lateness_ns!r}"
@@ -980,17 +958,15 @@ class SurveillanceStream:
                     cb.class_rel_scale,
                 )
 
-    def _resolve(self, traders: Sequence[str]) -> Any:
+    def _resolve(self, traders: Sequence[str]) -> CodeBaselines:
         """The model's resolution of ``self._baselines`` to codes for these
         traders (x every asset class) and the stream's desks."""
         d = self._d
-        view = _DictView(traders, d.asset_class.values, d.desk.values)
-        n_ac = max(len(d.asset_class), 1)
-        return _baselines_from_given(
-            view,  # type: ignore[arg-type]  # reads .dictionaries only
+        return resolve_baselines(
             self._baselines,  # type: ignore[arg-type]
-            n_ac,
-            max(len(traders), 1) * n_ac,
+            traders,
+            d.asset_class.values,
+            d.desk.values,
             self._cfg,
         )
 
@@ -1326,7 +1302,6 @@ class SurveillanceStream:
         """The model's breach test (``model_kernels.score_windows``) of the
         floor-passing windows ``P``; returns their peak records and breach flags."""
         cfg = self._cfg
-        m = len(P)
         n_ac = self._n_ac
         n_act = len(active)
         # groups laid out as local * n_ac + asset class: the kernel reads the
@@ -1340,62 +1315,26 @@ class SurveillanceStream:
         g_mad[pos] = self._own_mad[active]
         g_n[pos] = self._own_n[active]
         g_tm[pos] = self._own_tm[active]
-        med, mad, scale, z, ratio = (np.empty(m) for _ in range(5))
-        bn, pdesk = np.empty(m, np.int64), np.empty(m, np.int64)
-        src, ssrc = np.empty(m, np.int8), np.empty(m, np.int8)
-        breach = np.empty(m, np.bool_)
         sums = ws.sums[P]
-        pm, pmad, pn, psrc, crel = self._peers
-        model_kernels.score_windows(
-            sums,
-            layout,
-            ws.order[P],
-            desk_c,
-            g_med,
-            g_mad,
-            g_n,
-            g_tm,
-            pm,
-            pmad,
-            pn,
-            psrc,
-            crel,
-            n_ac,
-            cfg.min_windows,
-            cfg.stable_windows,
-            MAD_TO_SIGMA,
-            cfg.scale_rel,
-            cfg.scale_abs_usd,
-            cfg.z_level,
-            cfg.ratio_level,
-            med,
-            mad,
-            bn,
-            src,
-            pdesk,
-            scale,
-            ssrc,
-            z,
-            ratio,
-            breach,
-        )
-        rec = _empty_chain(m)
+        own = CodeBaselines(g_med, g_mad, g_n, g_tm, *self._peers)
+        scored = score_windows(sums, layout, ws.order[P], desk_c, own, n_ac, cfg)
+        rec = _empty_chain(len(P))
         rec["s"] = sums
         rec["pk_ns"] = tsP
         rec["count"] = ws.counts[P]
         for name, col in (
-            ("src", src),
-            ("desk", pdesk),
-            ("med", med),
-            ("mad", mad),
-            ("bn", bn),
-            ("scale", scale),
-            ("ssrc", ssrc),
-            ("z", z),
-            ("ratio", ratio),
+            ("src", scored.source),
+            ("desk", scored.desk),
+            ("med", scored.median),
+            ("mad", scored.mad),
+            ("bn", scored.n),
+            ("scale", scored.scale),
+            ("ssrc", scored.scale_source),
+            ("z", scored.z),
+            ("ratio", scored.ratio),
         ):
             rec[name] = col
-        return rec, breach
+        return rec, scored.breach
 
     # -- records ---------------------------------------------------------------------------
 
@@ -1589,7 +1528,7 @@ class SurveillanceStream:
     def _refresh_warm(self) -> None:
         """Baselines from the warm-up samples, built like ``calibrate``'s
         (time median and MAD of the thinned samples, main desk, peers by
-        ``model._peer_tables``), the own median being the time median."""
+        ``model.baselines.build_baselines``), the own median being the time median."""
         cfg = self._cfg
         d = self._d
         G = self._G
@@ -1606,46 +1545,21 @@ class SurveillanceStream:
         n = np.zeros(G, np.int64)
         m_t[gids], mad[gids], n[gids] = med_s, mad_s, counts
         desk_names = d.desk.values
-        n_desk = len(desk_names)
-        group_desk = np.full(G, -1, np.int64)
-        if n_desk:
-            dc = self._warm_desk[:G, :n_desk]
-            by_name = np.argsort(np.array(desk_names, dtype=object), kind="stable")
-            best = by_name[np.argmax(dc[:, by_name], axis=1)]
-            group_desk = np.where(dc.sum(axis=1) > 0, best, -1)
-        own_ok = (n >= cfg.min_windows) & np.isfinite(m_t)
-        stable = own_ok & (n >= cfg.stable_windows)
-        n_ac = max(len(d.asset_class), 1)
-        desk_p, class_p = _peer_tables(
+        group_desk = main_desk_of_counts(self._warm_desk[:G, : len(desk_names)], desk_names)
+        self._baselines = build_baselines(
+            cfg,
+            d.trader.values,
+            d.asset_class.values,
+            desk_names,
+            self._g_trader[:G],
+            self._g_ac[:G],
+            gids,
             m_t,
             mad,
-            own_ok,
-            stable,
-            self._g_ac[:G].astype(np.int64),
+            n,
+            m_t,
+            None,
             group_desk,
-            n_ac,
-            cfg.min_peer_groups,
-            cfg.peer_quantile,
-        )
-        groups: dict[str, dict[str, BaselineStat]] = {}
-        gdesk: dict[str, dict[str, str]] = {}
-        for g in gids.tolist():
-            trader, ac = d.trader[self._g_trader[g]], d.asset_class[self._g_ac[g]]
-            groups.setdefault(trader, {})[ac] = BaselineStat(
-                float(m_t[g]), float(mad[g]), int(n[g]), float(m_t[g])
-            )
-            if group_desk[g] >= 0:
-                gdesk.setdefault(trader, {})[ac] = desk_names[group_desk[g]]
-        desk_peers: dict[str, dict[str, BaselineStat]] = {}
-        for (ac, dk), stat in desk_p.items():
-            desk_peers.setdefault(d.asset_class[ac], {})[desk_names[dk]] = stat
-        self._baselines = Baselines(
-            window_minutes=float(cfg.window_minutes),
-            min_windows=cfg.min_windows,
-            groups=groups,
-            group_desk=gdesk,
-            desk_peers=desk_peers,
-            class_peers={d.asset_class[ac]: s for ac, s in class_p.items()},
         )
         self._own_med[:G] = m_t
         self._own_mad[:G] = mad

@@ -1,0 +1,520 @@
+"""Baselines: what is normal for each (trader, asset class) and its peers.
+
+:func:`calibrate` makes :class:`Baselines` from history; detection without
+them computes the same statistics from the batch (:func:`baselines_from_batch`);
+:func:`resolve_baselines` turns name-keyed baselines into code arrays for the
+scoring kernel (batch and stream alike). See the model's docstring
+(:mod:`surv_kernel.model`) for the rules.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import msgspec
+import numpy as np
+
+from .. import dtypes
+from ..batch import TradeBatch
+from ..kernels import scoring as kernels
+from ..windows import MAD_TO_SIGMA, WindowStats, group_median_mad, window_stats
+from .config import DetectionConfig
+
+__all__ = [
+    "FENCE_RATIO",
+    "FENCE_Z",
+    "FLOOR_ONLY",
+    "OWN",
+    "PEER_CLASS",
+    "PEER_DESK",
+    "SOURCE_NAMES",
+    "BaselineStat",
+    "Baselines",
+    "CodeBaselines",
+    "baseline_stats",
+    "baselines_from_batch",
+    "build_baselines",
+    "calibrate",
+    "check_notional",
+    "group_codes",
+    "main_desk_of_counts",
+    "peer_tables",
+    "resolve_baselines",
+]
+
+# baseline source codes (per row, defined with the kernel) and their names
+OWN, PEER_DESK, PEER_CLASS, FLOOR_ONLY = (
+    kernels.OWN,
+    kernels.PEER_DESK,
+    kernels.PEER_CLASS,
+    kernels.FLOOR_ONLY,
+)
+SOURCE_NAMES = ("own", "peer:desk", "peer:asset_class", "floor-only")
+
+
+class BaselineStat(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Median and raw (unscaled) MAD of window sums in USD; ``n`` is the number
+    of baseline samples (own baseline) or of peer groups (peer baseline).
+
+    Own baselines: ``median`` is the trimmed activity-weighted median,
+    ``window_mad`` the MAD of the same windows (the z scale; None in
+    baselines saved before it existed: ``mad`` is used), ``time_median`` and
+    ``mad`` the median and MAD of the thinned samples (see
+    :func:`baseline_stats`). Peer baselines: ``median`` and ``mad`` are
+    quantiles of the members' time medians and thinned (time-weighted) MADs,
+    and ``rel_scale`` the median over the members with ``>= stable_windows``
+    samples of ``thinned MAD * 1.4826 / time_median``, the typical relative
+    dispersion (None: no such member).
+    """
+
+    median: float
+    mad: float
+    n: int
+    time_median: float | None = None
+    rel_scale: float | None = None
+    window_mad: float | None = None
+
+
+class Baselines(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Per-group and peer baselines, keyed by names (never dictionary codes,
+    which differ between runs).
+
+    - ``groups[trader_id][asset_class]``: the group's own baseline;
+    - ``group_desk[trader_id][asset_class]``: the group's main desk (most
+      trades; ties to the smallest name), which makes it a peer of that desk;
+    - ``desk_peers[asset_class][desk]`` and ``class_peers[asset_class]``:
+      the ``peer_quantile`` of the time medians (and MADs) of the peer groups
+      with at least ``min_windows`` samples, plus the class dispersion.
+
+    Baselines are only valid for the window length they were made with
+    (``window_minutes``; :func:`detect` refuses others).
+    """
+
+    window_minutes: float
+    min_windows: int
+    groups: dict[str, dict[str, BaselineStat]]
+    group_desk: dict[str, dict[str, str]]
+    desk_peers: dict[str, dict[str, BaselineStat]]
+    class_peers: dict[str, BaselineStat]
+    version: int = 1
+
+    def to_bytes(self, format: str = "json") -> bytes:
+        if format == "json":
+            return msgspec.json.encode(self)
+        if format == "msgpack":
+            return msgspec.msgpack.encode(self)
+        raise ValueError(f"format must be 'json' or 'msgpack', got {format!r}")
+
+    @classmethod
+    def from_bytes(cls, data: bytes, format: str = "json") -> Baselines:
+        if format == "json":
+            return msgspec.json.decode(data, type=cls)
+        if format == "msgpack":
+            return msgspec.msgpack.decode(data, type=cls)
+        raise ValueError(f"format must be 'json' or 'msgpack', got {format!r}")
+
+    @staticmethod
+    def _format_of(path: str | os.PathLike[str]) -> str:
+        suffix = Path(path).suffix.lower()
+        if suffix == ".json":
+            return "json"
+        if suffix in (".msgpack", ".mpk"):
+            return "msgpack"
+        raise ValueError(f"baseline file must end in .json, .msgpack or .mpk, got {str(path)!r}")
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write to ``path``; the format follows the suffix (.json / .msgpack)."""
+        data = self.to_bytes(self._format_of(path))
+        tmp = Path(f"{path}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)  # atomic: a reader never sees half a file
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Baselines:
+        return cls.from_bytes(Path(path).read_bytes(), cls._format_of(path))
+
+
+class CodeBaselines(NamedTuple):
+    """Baselines resolved to dictionary codes: own baselines per dense group
+    ``trader * n_ac + asset_class`` and peer baselines per (asset class, desk)
+    (see :func:`resolve_baselines`)."""
+
+    median: np.ndarray  # float64[n_groups], NaN when unknown
+    mad: np.ndarray
+    n: np.ndarray  # int64[n_groups]: samples behind the own baseline
+    time_median: np.ndarray  # float64[n_groups]: median of the thinned samples
+    peer_median: np.ndarray  # float64[n_ac, n_desk]: effective peer baseline
+    peer_mad: np.ndarray
+    peer_n: np.ndarray  # int64[n_ac, n_desk]
+    peer_source: np.ndarray  # int8[n_ac, n_desk]: PEER_DESK, PEER_CLASS or FLOOR_ONLY
+    class_rel_scale: np.ndarray  # float64[n_ac]: typical sigma / median, NaN if unknown
+
+
+def group_codes(batch: TradeBatch) -> tuple[np.ndarray, int, int]:
+    """Dense (trader, asset class) group codes ``trader * n_ac + asset_class``;
+    returns ``(codes int32[n], n_asset_classes, n_groups)``."""
+    d = batch.dictionaries
+    n_ac = max(len(d.asset_class), 1)
+    n_groups = max(len(d.trader), 1) * n_ac
+    if n_groups > np.iinfo(dtypes.CODE).max:
+        raise ValueError(f"{n_groups} (trader, asset class) groups exceed the int32 code range")
+    codes = batch.trader * dtypes.CODE.type(n_ac)
+    codes += batch.asset_class
+    return codes, n_ac, n_groups
+
+
+def _main_desk(codes: np.ndarray, desk: np.ndarray, n_groups: int, desk_names: tuple) -> np.ndarray:
+    """The desk with most trades per group (ties: smallest desk name), -1 for
+    empty groups. Order-independent, so peers do not depend on input order."""
+    counts = np.zeros((n_groups, max(len(desk_names), 1)), np.int64)
+    kernels.group_desk_counts(codes, desk, counts)
+    return main_desk_of_counts(counts, desk_names)
+
+
+def main_desk_of_counts(counts: np.ndarray, desk_names: Sequence[str]) -> np.ndarray:
+    """Per row of ``counts`` (trades per group x desk code), the desk with
+    most trades, ties to the smallest desk name; -1 where a row is empty."""
+    if not len(desk_names):
+        return np.full(counts.shape[0], -1, np.int64)
+    by_name = np.argsort(np.array(desk_names, dtype=object), kind="stable")
+    best = by_name[np.argmax(counts[:, by_name], axis=1)]
+    return np.where(counts.sum(axis=1) > 0, best, -1)
+
+
+def _peer_stats(
+    members: np.ndarray, median: np.ndarray, mad: np.ndarray, stable: np.ndarray, q: float
+) -> BaselineStat:
+    st = members[stable[members] & (median[members] > 0)]
+    rel = float(np.median(mad[st] * MAD_TO_SIGMA / median[st])) if len(st) else None
+    med = float(np.quantile(median[members], q))
+    return BaselineStat(med, float(np.quantile(mad[members], q)), int(len(members)), med, rel)
+
+
+def peer_tables(
+    median: np.ndarray,
+    mad: np.ndarray,
+    own_ok: np.ndarray,
+    stable: np.ndarray,
+    group_ac: np.ndarray,
+    group_desk: np.ndarray,
+    n_ac: int,
+    min_peer_groups: int,
+    q: float,
+) -> tuple[dict[tuple[int, int], BaselineStat], dict[int, BaselineStat]]:
+    """Desk-level and class-level peer baselines over groups with an own baseline."""
+    desk_peers: dict[tuple[int, int], BaselineStat] = {}
+    class_peers: dict[int, BaselineStat] = {}
+    ok = own_ok & (group_desk >= 0)
+    for ac in range(n_ac):
+        in_class = ok & (group_ac == ac)
+        if np.count_nonzero(in_class) >= min_peer_groups:
+            class_peers[ac] = _peer_stats(np.flatnonzero(in_class), median, mad, stable, q)
+        for dk in np.unique(group_desk[in_class]):
+            members = np.flatnonzero(in_class & (group_desk == dk))
+            if len(members) >= min_peer_groups:
+                desk_peers[(ac, int(dk))] = _peer_stats(members, median, mad, stable, q)
+    return desk_peers, class_peers
+
+
+def _effective_peers(
+    desk_peers: dict[tuple[int, int], BaselineStat],
+    class_peers: dict[int, BaselineStat],
+    n_ac: int,
+    n_desk: int,
+    min_peer_groups: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rel = np.full(n_ac, np.nan)
+    for ac, stat in class_peers.items():
+        if stat.rel_scale is not None:
+            rel[ac] = stat.rel_scale
+    med = np.full((n_ac, n_desk), np.nan)
+    mad = np.full((n_ac, n_desk), np.nan)
+    n = np.zeros((n_ac, n_desk), np.int64)
+    src = np.full((n_ac, n_desk), FLOOR_ONLY, np.int8)
+    for ac in range(n_ac):
+        for dk in range(n_desk):
+            for stat, source in (
+                (desk_peers.get((ac, dk)), PEER_DESK),
+                (class_peers.get(ac), PEER_CLASS),
+            ):
+                if stat is not None and stat.n >= min_peer_groups and math.isfinite(stat.median):
+                    med[ac, dk], mad[ac, dk], n[ac, dk], src[ac, dk] = (
+                        stat.median,
+                        stat.mad,
+                        stat.n,
+                        source,
+                    )
+                    break
+    return med, mad, n, src, rel
+
+
+#: Outlier fence of the trimmed median and MAD (see :func:`baseline_stats`).
+#: Loose on purpose: a window the breach test would not alert on (under
+#: ratio_level x normal) is no outlier to remove from the normal; only the
+#: group's extreme windows (its abuse among them) are trimmed.
+FENCE_Z = 8.0
+FENCE_RATIO = 8.0
+
+
+def baseline_stats(
+    ws: WindowStats, scale_rel: float = 0.1, trim: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per group baseline ``(median, mad, n, m_t)`` of its window sums.
+
+    Two robust steps, because a group's own windows contain its abuse:
+
+    1. *Thinned* samples: the window sums kept by
+       :func:`surv_kernel.kernels.scoring.thin_windows` (disjoint windows, at
+       most one per window length). A burst of k trades would put k windows
+       into its own baseline; thinned it puts one or two, so a quiet trader
+       whose day is mostly one structuring episode keeps a normal median.
+       Their median ``m_t`` and raw MAD ``mad_t`` are robust but
+       *time*-weighted, while the windows we test sit at trades, i.e. are
+       *activity*-weighted (busy opens and clusters of trades count more),
+       so ``m_t`` understates an active trader's normal and ``mad_t`` a
+       bursty trader's spread. ``n`` is the number of thinned samples
+       ("enough history").
+    2. ``median`` and ``mad`` are the median and raw MAD of **all** the
+       group's window sums under the outlier fence ``m_t + FENCE_Z *
+       sigma_t``, ``sigma_t = mad_t * 1.4826`` clipped to ``[scale_rel,
+       (FENCE_RATIO - 1) / FENCE_Z] * m_t`` (so the fence is at most
+       ``FENCE_RATIO * m_t``: a MAD from three samples, one of them the
+       abuse, must not lift the fence over the abuse): activity-weighted like
+       the tested windows, outlying windows trimmed. Both matter for traders
+       whose trades come in clusters: their ordinary busy half hours are part
+       of their normal (median) and of its spread (MAD), so a cluster of
+       ordinary trades is not read as many sigmas; a trader whose windows are
+       regular keeps a tight spread.
+
+    ``trim`` (bool per group) limits step 2 to the groups that need it
+    (detect: groups with a floor-passing window); the others get ``median =
+    m_t`` and ``mad = mad_t``. Groups without windows get NaN and n = 0.
+    """
+    median, mad, counts, m_t, _ = _baseline_stats(ws, scale_rel, trim)
+    return median, mad, counts, m_t
+
+
+def _baseline_stats(
+    ws: WindowStats, scale_rel: float, trim: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`baseline_stats` plus the thinned MAD ``mad_t`` (peers use the
+    thinned statistics: they do not depend on which groups were trimmed)."""
+    n = len(ws.sums)
+    n_groups = len(ws.group_offsets) - 1
+    values = np.empty(n, dtypes.NOTIONAL)
+    counts = np.empty(n_groups, np.int64)
+    m = kernels.thin_windows(ws.group_offsets, ws.first, ws.sums, values, counts)
+    offsets = np.zeros(n_groups + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    m_t, mad_t = group_median_mad(values[:m], offsets)
+    sigma_t = np.clip(mad_t * MAD_TO_SIGMA, scale_rel * m_t, m_t * (FENCE_RATIO - 1.0) / FENCE_Z)
+    fence = m_t + FENCE_Z * sigma_t
+    if trim is not None:
+        fence = np.where(trim, fence, -np.inf)  # keeps nothing: NaN, replaced below
+    kept = np.empty(n_groups, np.int64)
+    m = kernels.values_at_most(ws.group_offsets, ws.sums, fence, values, kept)
+    np.cumsum(kept, out=offsets[1:])
+    # at least half the thinned samples are <= m_t < fence, so every trimmed
+    # group with windows keeps some: NaN only for empty (or untrimmed) groups
+    median, mad = group_median_mad(values[:m], offsets)
+    if trim is not None:
+        median = np.where(trim, median, m_t)
+        mad = np.where(trim, mad, mad_t)
+    return median, mad, counts, m_t, mad_t
+
+
+def calibrate(history: TradeBatch, config: DetectionConfig | None = None) -> Baselines:
+    """Baselines from ``history`` (one or more past days of trades).
+
+    Own baselines for every (trader, asset class) seen, with their window
+    counts (``detect`` decides cold start with its own ``min_windows``), and
+    peer baselines over the groups with at least ``config.min_windows``
+    windows. O(n) after the window sort.
+    """
+    cfg = config if config is not None else DetectionConfig()
+    if not isinstance(history, TradeBatch):
+        raise TypeError(f"history must be a TradeBatch, got {type(history).__name__}")
+    check_notional(history)
+    d = history.dictionaries
+    codes, n_ac, n_groups = group_codes(history)
+    ws = window_stats(codes, history.timestamp_ns, history.notional_usd, cfg.window_ns, n_groups)
+    median, mad, n_win, m_t, mad_t = _baseline_stats(ws, cfg.scale_rel, None)
+    g = np.arange(n_groups)
+    return build_baselines(
+        cfg,
+        d.trader.values,
+        d.asset_class.values,
+        d.desk.values,
+        g // n_ac,
+        g % n_ac,
+        np.flatnonzero(n_win > 0),
+        median,
+        mad_t,
+        n_win,
+        m_t,
+        mad,
+        _main_desk(codes, history.desk, n_groups, d.desk.values),
+    )
+
+
+def build_baselines(
+    cfg: DetectionConfig,
+    traders: Sequence[str],
+    asset_classes: Sequence[str],
+    desks: Sequence[str],
+    group_trader: np.ndarray,
+    group_ac: np.ndarray,
+    present: np.ndarray,
+    median: np.ndarray,
+    mad: np.ndarray,
+    n: np.ndarray,
+    time_median: np.ndarray,
+    window_mad: np.ndarray | None,
+    group_desk: np.ndarray,
+) -> Baselines:
+    """:class:`Baselines` from per-group statistics over a group index space
+    (``group_trader`` / ``group_ac`` / ``group_desk`` codes into the name
+    tuples; ``group_desk`` -1 for a group without trades). The groups
+    ``present`` get an own :class:`BaselineStat`, in that order; peers are
+    taken over every group with ``>= cfg.min_windows`` samples from its
+    ``time_median`` and ``mad`` (the thinned statistics: they do not depend
+    on which groups were trimmed). :func:`calibrate` and the stream's
+    warm-up both build their baselines here."""
+    own_ok = (n >= cfg.min_windows) & np.isfinite(time_median)
+    stable = own_ok & (n >= cfg.stable_windows)
+    desk_p, class_p = peer_tables(
+        time_median,
+        mad,
+        own_ok,
+        stable,
+        np.asarray(group_ac, np.int64),
+        group_desk,
+        max(len(asset_classes), 1),
+        cfg.min_peer_groups,
+        cfg.peer_quantile,
+    )
+    groups: dict[str, dict[str, BaselineStat]] = {}
+    gdesk: dict[str, dict[str, str]] = {}
+    for g in present.tolist():
+        trader, ac = traders[group_trader[g]], asset_classes[group_ac[g]]
+        groups.setdefault(trader, {})[ac] = BaselineStat(
+            float(median[g]),
+            float(mad[g]),
+            int(n[g]),
+            float(time_median[g]),
+            None,
+            None if window_mad is None else float(window_mad[g]),
+        )
+        if group_desk[g] >= 0:
+            gdesk.setdefault(trader, {})[ac] = desks[group_desk[g]]
+    desk_peers: dict[str, dict[str, BaselineStat]] = {}
+    for (ac, dk), stat in desk_p.items():
+        desk_peers.setdefault(asset_classes[ac], {})[desks[dk]] = stat
+    return Baselines(
+        window_minutes=float(cfg.window_minutes),
+        min_windows=cfg.min_windows,
+        groups=groups,
+        group_desk=gdesk,
+        desk_peers=desk_peers,
+        class_peers={asset_classes[ac]: s for ac, s in class_p.items()},
+    )
+
+
+def baselines_from_batch(
+    batch: TradeBatch,
+    ws: WindowStats,
+    codes: np.ndarray,
+    n_ac: int,
+    cfg: DetectionConfig,
+    need_peers: Any,
+    trim: np.ndarray,
+) -> CodeBaselines:
+    n_groups = len(ws.group_offsets) - 1
+    median, mad, n_win, m_t, mad_t = _baseline_stats(ws, cfg.scale_rel, trim)
+    own_ok = (n_win >= cfg.min_windows) & np.isfinite(median)
+    desk_names = batch.dictionaries.desk.values
+    n_desk = max(len(desk_names), 1)
+    desk_p: dict[tuple[int, int], BaselineStat] = {}
+    class_p: dict[int, BaselineStat] = {}
+    if need_peers(n_win):
+        group_desk = _main_desk(codes, batch.desk, n_groups, desk_names)
+        desk_p, class_p = peer_tables(
+            m_t,
+            mad_t,
+            own_ok,
+            own_ok & (n_win >= cfg.stable_windows),
+            np.arange(n_groups) % n_ac,
+            group_desk,
+            n_ac,
+            cfg.min_peer_groups,
+            cfg.peer_quantile,
+        )
+    peers = _effective_peers(desk_p, class_p, n_ac, n_desk, cfg.min_peer_groups)
+    return CodeBaselines(median, mad, n_win, m_t, *peers)
+
+
+def resolve_baselines(
+    baselines: Baselines,
+    traders: Sequence[str],
+    asset_classes: Sequence[str],
+    desks: Sequence[str],
+    cfg: DetectionConfig,
+) -> CodeBaselines:
+    """``baselines`` (keyed by names) resolved to codes: own baselines of the
+    dense groups ``t * n_ac + a`` of these ``traders`` x ``asset_classes``
+    (NaN / 0 where a group has none) and the effective peer baseline of every
+    (asset class, desk) code. Batch detection resolves a batch's dictionaries,
+    the stream its own groups."""
+    n_ac = max(len(asset_classes), 1)
+    n_groups = max(len(traders), 1) * n_ac
+    median = np.full(n_groups, np.nan)
+    mad = np.full(n_groups, np.nan)
+    n = np.zeros(n_groups, np.int64)
+    m_t = np.full(n_groups, np.nan)
+    for t, trader in enumerate(traders):
+        books = baselines.groups.get(trader)
+        if not books:
+            continue
+        for a, ac in enumerate(asset_classes):
+            stat = books.get(ac)
+            if stat is not None:
+                g = t * n_ac + a
+                median[g], n[g] = stat.median, stat.n
+                mad[g] = stat.mad if stat.window_mad is None else stat.window_mad
+                m_t[g] = stat.median if stat.time_median is None else stat.time_median
+    n_desk = max(len(desks), 1)
+    desk_p = {}
+    for a, ac in enumerate(asset_classes):
+        for k, desk in enumerate(desks):
+            stat = baselines.desk_peers.get(ac, {}).get(desk)
+            if stat is not None:
+                desk_p[(a, k)] = stat
+    class_p = {
+        a: baselines.class_peers[ac]
+        for a, ac in enumerate(asset_classes)
+        if ac in baselines.class_peers
+    }
+    peers = _effective_peers(desk_p, class_p, n_ac, n_desk, cfg.min_peer_groups)
+    return CodeBaselines(median, mad, n, m_t, *peers)
+
+
+def check_notional(batch: TradeBatch) -> None:
+    """Refuse non-finite USD notionals (ingest quarantines them; a batch made
+    by hand may still hold one): a NaN window sum would never breach."""
+    x = batch.notional_usd
+    if len(x) and not np.isfinite(x.sum()):
+        bad = np.flatnonzero(~np.isfinite(x))
+        if len(bad):
+            raise ValueError(
+                f"{len(bad)} trades have a non-finite USD notional (first: trade "
+                f"{batch.trade_id[bad[0]]!r} = {x[bad[0]]!r}); quarantine them at ingest: a NaN "
+                "window sum would never breach and silently blind detection for that window"
+            )
+        raise ValueError(
+            "the USD notionals sum to infinity (values near the float64 limit); "
+            "they cannot be real trade sizes, quarantine them at ingest"
+        )
