@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 import time
 
-from surv_kernel.processors import EquityProcessor, SurveillanceProcessor, TradeProcessor
-from surv_kernel.records import load_feeds_as_dicts as _load_feeds_as_dicts
-from surv_kernel.records import make_alert as _make_alert
-from surv_kernel.records import transform as _transform
+from surv_kernel.legacy.processors import EquityProcessor, SurveillanceProcessor, TradeProcessor
+from surv_kernel.legacy.records import load_feeds_as_dicts as _load_feeds_as_dicts
+from surv_kernel.legacy.records import make_alert as _make_alert
+from surv_kernel.legacy.records import transform as _transform
 from surv_kernel.reference import ASSET_CLASS_FLOORS_USD, asset_class_floor, fx_rate
 
 __all__ = [
@@ -48,7 +48,7 @@ ALERT_THRESHOLDS: tuple[tuple[str, int], ...] = tuple(
 def _desks():
     # imported on first use: it pulls in the Numba kernels, which callers that
     # only need the helpers below should not pay for at import time
-    from surv_kernel import desks
+    from surv_kernel.legacy import desks
 
     return desks
 
@@ -84,7 +84,7 @@ def fetch_trade_feed(desk_id, max_retries=3):
     """Fetches trade data from a desk feed with retry logic.
 
     ``max_retries`` is the number of attempts, as before. Network and OS
-    errors (and ``surv_kernel.desks.TransientFeedError``) are retried after a
+    errors (and ``surv_kernel.pipeline.TransientFeedError``) are retried after a
     capped exponential backoff with full jitter (0.5 s, 1 s, ... at most 30 s,
     each scaled by a random factor); other errors are raised at once. Every
     attempt is logged through ``logging`` with the desk id and attempt number,
@@ -134,14 +134,25 @@ def detect_anomalies(trades, window_minutes=30, threshold_multiplier=3.0):
     received keys (``trader_id``, ``trades``, ``combined_notional``,
     ``window_minutes``) and adds the explanation.
     """
-    from surv_kernel.ingest import columns_from_dicts
-    from surv_kernel.model import DetectionConfig, detect
+    from surv_kernel.model import DetectionConfig
+    from surv_kernel.observability import MetricsRegistry
+    from surv_kernel.pipeline import DictsSource, LocalEngine, run
 
-    batch = columns_from_dicts(trades)
     config = DetectionConfig(
         window_minutes=float(window_minutes), threshold_multiplier=float(threshold_multiplier)
     )
-    return [alert.to_dict() for alert in detect(batch, config).alerts]
+    # a function of its argument, not a desk run: its figures stay out of the
+    # process's desk metrics
+    reg = MetricsRegistry()
+    result = run(
+        [DictsSource(None, trades)],
+        config=config,
+        engine=LocalEngine(registry=reg, inline=True),
+        registry=reg,
+    )
+    if result.failures:
+        raise result.failures[0].error
+    return [alert.to_dict() for alert in result.detection.alerts]
 
 
 def _api_call(desk_id):
@@ -174,7 +185,7 @@ def analyze_desk(desk_id):
     """Analyzes trades for a single desk; returns its alerts as dicts.
 
     Fetches the feed (``fetch_trade_feed``), decodes it into columns and runs
-    the detection model (``surv_kernel.desks.analyze_feed``). A feed that
+    the detection model (``surv_kernel.legacy.desks.analyze_feed``). A feed that
     cannot be fetched raises ``FeedUnavailableError`` and one that is not JSON
     raises ``surv_kernel.FeedError``, instead of looking like a quiet desk;
     records that cannot be used are quarantined, logged and counted.

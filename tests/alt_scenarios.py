@@ -497,8 +497,8 @@ def generate_alt_day(
 
 def evaluate_day(day: AltDay, config=None, *, legacy: bool = True) -> dict[str, Any]:
     """Score the legacy entry point and the model (with desks) on one day."""
+    from surv_kernel.evaluation.scenario import evaluate_alerts
     from surv_kernel.model import DetectionConfig, detect
-    from surv_kernel.scenario import evaluate_alerts
     from trade_surveillance_pipeline import detect_anomalies
 
     cfg = config if config is not None else DetectionConfig()

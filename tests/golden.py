@@ -77,8 +77,8 @@ def _batch(b) -> dict:
 
 
 def scenario_cases() -> Iterator[tuple[str, Callable[[], object]]]:
+    from surv_kernel.evaluation.scenario import MIXES, generate_day
     from surv_kernel.model import calibrate, detect
-    from surv_kernel.scenario import MIXES, generate_day
 
     for mix, weights in MIXES.items():
         for seed in SEEDS:
@@ -107,9 +107,9 @@ def alt_cases() -> Iterator[tuple[str, Callable[[], object]]]:
 
 
 def stream_cases() -> Iterator[tuple[str, Callable[[], object]]]:
+    from surv_kernel.evaluation.scenario import generate_day
     from surv_kernel.model import calibrate
     from surv_kernel.observability import MetricsRegistry
-    from surv_kernel.scenario import generate_day
     from surv_kernel.stream import SurveillanceStream
 
     for seed in SEEDS[:3]:
@@ -140,7 +140,7 @@ def _update(u) -> dict:
 
 
 def _corrupt_feed(seed: int) -> bytes:
-    from surv_kernel.scenario import generate_day
+    from surv_kernel.evaluation.scenario import generate_day
 
     rng = np.random.default_rng(seed)
     trades = generate_day(seed, n_traders=40).trades()[:3000]
@@ -198,7 +198,7 @@ def ingest_cases() -> Iterator[tuple[str, Callable[[], object]]]:
 
 
 def legacy_cases() -> Iterator[tuple[str, Callable[[], object]]]:
-    from surv_kernel.scenario import generate_day
+    from surv_kernel.evaluation.scenario import generate_day
     from trade_surveillance_pipeline import detect_anomalies
 
     for seed in SEEDS[:3]:
@@ -209,7 +209,7 @@ def legacy_cases() -> Iterator[tuple[str, Callable[[], object]]]:
 
 
 def cli_cases() -> Iterator[tuple[str, Callable[[], object]]]:
-    from surv_kernel.scenario import generate_day
+    from surv_kernel.evaluation.scenario import generate_day
 
     for seed in SEEDS[:2]:
 

@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 
 import surv_kernel
-from surv_kernel.cli import EXIT_CODES, _slug
+from surv_kernel.cli import EXIT_CODES
+from surv_kernel.cli.demo import slug as _slug
+from surv_kernel.evaluation.scenario import generate_day
 from surv_kernel.model import Baselines, DetectionConfig, detect
-from surv_kernel.scenario import generate_day
 
 PKG_PARENT = str(Path(surv_kernel.__file__).resolve().parent.parent)
 SEED, TRADERS, EPISODES = 0, 24, 12  # a small day with alerts on each of the six desks
@@ -367,7 +368,8 @@ def test_seed_lists_and_merge_recode_in_process():
     import numpy as np
 
     from surv_kernel.batch import Dictionaries, TradeBatch
-    from surv_kernel.cli import DeskRead, FeedSource, _seed_list, merge_desks
+    from surv_kernel.cli.common import seed_list as _seed_list
+    from surv_kernel.pipeline import DeskRead, FileSource, merge_desks
 
     assert _seed_list("0-3") == [0, 1, 2, 3]
     assert _seed_list("1,5,9") == [1, 5, 9]
@@ -390,7 +392,7 @@ def test_seed_lists_and_merge_recode_in_process():
 
     a = [("B", "equity", "x"), ("A", "derivative", "x")]
     b = [("A", "equity", "y"), ("C", "equity", "y"), ("B", "derivative", "y")]
-    src = FeedSource("x", Path("x.json"), 0)
+    src = FileSource(Path("x.json"))
     merged = merge_desks([DeskRead(src, batch(a), [], 0.0), DeskRead(src, batch(b), [], 0.0)])
     assert list(zip(merged.trader_ids(), merged.asset_classes(), strict=True)) == [
         (t, c) for t, c, _ in a + b

@@ -12,7 +12,7 @@ import pytest
 
 import surv_kernel
 import trade_surveillance_pipeline as tsp
-from surv_kernel.processors import EquityProcessor, SurveillanceProcessor
+from surv_kernel.legacy.processors import EquityProcessor, SurveillanceProcessor
 
 TRADE = {
     "trade_id": "T1",

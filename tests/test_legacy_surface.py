@@ -104,3 +104,27 @@ def test_every_package_export_resolves():
     assert missing == []
     assert callable(surv_kernel.rolling_window_sums) and callable(surv_kernel.detect)
     assert callable(surv_kernel.decode_feed) and callable(surv_kernel.iter_feed)
+
+
+def test_moved_modules_stay_importable_as_the_same_objects():
+    """``surv_kernel.desks`` and ``surv_kernel.scenario`` moved (legacy/,
+    evaluation/); callers importing the old paths get the same module, so a
+    monkeypatch or a module attribute set through either name is seen by both."""
+    import importlib
+    import subprocess
+    import sys
+
+    from surv_kernel.evaluation import scenario
+    from surv_kernel.legacy import desks
+
+    assert importlib.import_module("surv_kernel.desks") is desks
+    assert importlib.import_module("surv_kernel.scenario") is scenario
+    from surv_kernel.desks import process_all_desks  # noqa: F401  (the old spelling)
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "surv_kernel.scenario", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0 and "--seeds" in proc.stdout, proc.stderr

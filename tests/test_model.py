@@ -590,7 +590,7 @@ def test_alert_carries_peak_window_and_explanation():
 
 
 def test_every_floor_episode_is_alerted_or_suppressed():
-    from surv_kernel.scenario import generate_day
+    from surv_kernel.evaluation.scenario import generate_day
 
     sc = generate_day(7, n_traders=40, n_episodes=8)
     cfg = DetectionConfig()
@@ -645,7 +645,7 @@ def test_every_floor_episode_is_alerted_or_suppressed():
 
 
 def test_static_policy_alerts_every_floor_episode():
-    from surv_kernel.scenario import generate_day
+    from surv_kernel.evaluation.scenario import generate_day
 
     sc = generate_day(8, n_traders=40, n_episodes=8)
     robust = detect(sc.batch)

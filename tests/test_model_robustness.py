@@ -29,9 +29,9 @@ import math
 import pytest
 
 from alt_scenarios import MIXES, AltDay, generate_alt_day
+from surv_kernel.evaluation.scenario import EvalResult, evaluate_alerts
 from surv_kernel.model import detect
 from surv_kernel.reference import FX_RATES_USD, asset_class_floor
-from surv_kernel.scenario import EvalResult, evaluate_alerts
 from trade_surveillance_pipeline import detect_anomalies
 
 SEEDS = (20, 21)

@@ -332,7 +332,7 @@ def test_serve_metrics_endpoints():
 
 
 def test_metrics_port_env_starts_one_server_from_the_desk_pool(monkeypatch):
-    from surv_kernel.desks import process_all_desks
+    from surv_kernel.legacy.desks import process_all_desks
 
     monkeypatch.setattr(obs, "_env_server", None)
     monkeypatch.setenv(obs.ENV_METRICS_PORT, "0")  # 0: any free port
@@ -411,7 +411,8 @@ def live_pipeline(tmp_path_factory):
         textwrap.dedent(
             f"""
             import os, time
-            from surv_kernel import desks, observability as obs
+            from surv_kernel import observability as obs
+            from surv_kernel.legacy import desks
             obs.configure_logging("INFO", stream=open(os.environ["SURV_LOG"], "a"))
             server = obs.serve_metrics(0)
             report = desks.run_demo(dead_desks=[{DEAD_DESK!r}],

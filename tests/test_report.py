@@ -14,8 +14,8 @@ import pytest
 
 from surv_kernel import dtypes, report
 from surv_kernel.batch import Dictionaries, TradeBatch
+from surv_kernel.evaluation.scenario import generate_day
 from surv_kernel.model import DetectionConfig, detect
-from surv_kernel.scenario import generate_day
 from surv_kernel.windows import rolling_window_sums
 
 CONFIG = DetectionConfig()

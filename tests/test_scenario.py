@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from surv_kernel import dtypes
+from surv_kernel.evaluation.received_rule import received_rule
+from surv_kernel.evaluation.scenario import MIXES, evaluate_alerts, generate_day
 from surv_kernel.model import DetectionConfig, detect
-from surv_kernel.received_rule import received_rule
 from surv_kernel.reference import ASSET_CLASS_FLOORS_USD, FX_RATES_USD
-from surv_kernel.scenario import MIXES, evaluate_alerts, generate_day
 
 W = 30 * dtypes.NS_PER_MINUTE
 

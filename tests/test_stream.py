@@ -28,10 +28,10 @@ from batches import make_batch
 from surv_kernel import dtypes
 from surv_kernel import stream as stream_module
 from surv_kernel.batch import Dictionaries, TradeBatch
+from surv_kernel.evaluation.scenario import generate_day
 from surv_kernel.ingest import decode_feed
 from surv_kernel.model import DetectionConfig, calibrate, detect
 from surv_kernel.observability import METRICS, MetricsRegistry
-from surv_kernel.scenario import generate_day
 from surv_kernel.stream import SurveillanceStream
 
 MIN = dtypes.NS_PER_MINUTE

@@ -36,9 +36,9 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 import msgspec
 import numpy as np
 
-from surv_kernel.desks import analyze_feed, fetch_trade_feed, process_all_desks
+from surv_kernel.evaluation.received_rule import received_rule_naive
+from surv_kernel.legacy.desks import analyze_feed, fetch_trade_feed, process_all_desks
 from surv_kernel.observability import MetricsRegistry
-from surv_kernel.received_rule import received_rule_naive
 
 DESKS = ("EQ_NY", "EQ_LDN", "FI_NY", "FI_LDN", "DERIV_NY", "DERIV_TKY")
 LATENCY_S = 0.5
@@ -117,7 +117,7 @@ def received_pairs(trades, window_minutes=30, threshold_multiplier=3.0):
     """The received detection loop with its cost: every ordered pair, the
     time test first, then the trader test, then a list scan for the floor of
     the first trade's class; raw notionals. Same output as
-    ``surv_kernel.received_rule.received_rule_naive`` (checked in main())."""
+    ``surv_kernel.evaluation.received_rule.received_rule_naive`` (checked in main())."""
     found = []
     n = len(trades)
     for i in range(n):

@@ -8,7 +8,7 @@ or through asv:  cd asv_bench && asv run --python=same --quick -b legacy
 import random
 
 import trade_surveillance_pipeline as tsp
-from surv_kernel.received_rule import received_rule_naive
+from surv_kernel.evaluation.received_rule import received_rule_naive
 
 
 def legacy_trades(n, seed=0):

@@ -1,8 +1,12 @@
 """surv_kernel: a trade-surveillance detection kernel.
 
-Data flows one way through the modules:
+Data flows one way through the layers:
 bytes -> records (``schema``) -> columns (``batch``, ``ingest``) -> window
-statistics (``kernels``, ``windows``) -> scored episodes (``model``) -> alerts.
+statistics (``kernels``, ``windows``) -> scored episodes (``model``) -> alerts,
+scheduled by the pipeline (``pipeline``: sources -> engine -> sinks) or the
+stream (``stream``). ``legacy`` keeps the received module's API on top,
+``evaluation`` the labelled days that score it. Every error raised on purpose
+derives from :class:`SurveillanceError` (``errors``).
 
 Heavy modules (Numba kernels, the model) are imported on first use of a name
 that needs them, so ``import surv_kernel`` stays cheap for callers that only
@@ -15,6 +19,7 @@ import importlib
 from typing import Any
 
 from .batch import Dictionaries, Dictionary, TradeBatch
+from .errors import ConfigError, DataError, InputError, OutputError, SurveillanceError
 from .reference import (
     ASSET_CLASS_FLOORS_USD,
     FX_RATES_USD,
@@ -51,13 +56,20 @@ _LAZY = {
     "Detection": "model",
     "Alert": "model",
     "SuppressedEpisode": "model",
+    "Detector": "model",
+    "DETECTORS": "model",
     # scenarios and evaluation
-    "generate_day": "scenario",
-    "evaluate_alerts": "scenario",
+    "generate_day": "evaluation.scenario",
+    "evaluate_alerts": "evaluation.scenario",
+    # the pipeline
+    "run": "pipeline",
+    "replay_window": "pipeline",
+    "FileSource": "pipeline",
+    "LocalEngine": "pipeline",
     # desks, ops
-    "FeedUnavailableError": "desks",
-    "DeskFailuresError": "desks",
-    "process_all_desks": "desks",
+    "FeedUnavailableError": "pipeline",
+    "DeskFailuresError": "pipeline",
+    "process_all_desks": "legacy.desks",
     "metrics": "observability",
     # streaming
     "SurveillanceStream": "stream",
@@ -66,9 +78,14 @@ _LAZY = {
 __all__ = [
     "ASSET_CLASS_FLOORS_USD",
     "FX_RATES_USD",
+    "ConfigError",
+    "DataError",
     "Dictionaries",
     "Dictionary",
+    "InputError",
+    "OutputError",
     "ReferenceDataError",
+    "SurveillanceError",
     "TradeBatch",
     "UnknownAssetClassError",
     "UnknownCurrencyError",

@@ -49,6 +49,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import datetime as _dt
+import functools
 import json
 import logging
 import math
@@ -70,6 +71,7 @@ __all__ = [
     "configure_logging",
     "health_report",
     "health_summary",
+    "reason_label",
     "metrics",
     "serve_metrics",
     "serve_metrics_from_env",
@@ -583,6 +585,25 @@ class MetricsRegistry:
                 else:
                     series._value = float(row["value"])
         return reg
+
+
+def reason_label(reason: Any) -> str:
+    """A bounded metric label for a free-text reason: its category, the text
+    before the first ``:`` ("within baseline: z=1.2 < 3, ..." -> "within_baseline").
+
+    Reasons carry per-record detail (values, z-scores); as label values they
+    would create one time series per distinct number.
+    """
+    return _label_of_head(str(reason).partition(":")[0])
+
+
+@functools.lru_cache(maxsize=256)
+def _label_of_head(head: str) -> str:
+    # cached: a day has thousands of suppressed episodes but a handful of categories
+    label = "".join(c if c.isalnum() else "_" for c in head.strip().lower()).strip("_")
+    while "__" in label:
+        label = label.replace("__", "_")
+    return label[:48] or "unspecified"
 
 
 def _fmt_float(x: float) -> str:

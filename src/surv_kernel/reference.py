@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from .errors import SurveillanceError
+
 #: US dollars per one unit of the currency, as in the received module.
 FX_RATES_USD: Mapping[str, float] = MappingProxyType(
     {"USD": 1.0, "EUR": 1.08, "GBP": 1.27, "JPY": 0.0067}
@@ -22,7 +24,7 @@ ASSET_CLASS_FLOORS_USD: Mapping[str, float] = MappingProxyType(
 )
 
 
-class ReferenceDataError(ValueError):
+class ReferenceDataError(SurveillanceError, ValueError):
     """A value is missing from a reference table (FX rates, asset-class floors)."""
 
 

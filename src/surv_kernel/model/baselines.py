@@ -118,7 +118,7 @@ class Baselines(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         raise ValueError(f"format must be 'json' or 'msgpack', got {format!r}")
 
     @staticmethod
-    def _format_of(path: str | os.PathLike[str]) -> str:
+    def format_of(path: str | os.PathLike[str]) -> str:
         suffix = Path(path).suffix.lower()
         if suffix == ".json":
             return "json"
@@ -128,14 +128,14 @@ class Baselines(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write to ``path``; the format follows the suffix (.json / .msgpack)."""
-        data = self.to_bytes(self._format_of(path))
+        data = self.to_bytes(self.format_of(path))
         tmp = Path(f"{path}.tmp")
         tmp.write_bytes(data)
         tmp.replace(path)  # atomic: a reader never sees half a file
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Baselines:
-        return cls.from_bytes(Path(path).read_bytes(), cls._format_of(path))
+        return cls.from_bytes(Path(path).read_bytes(), cls.format_of(path))
 
 
 class CodeBaselines(NamedTuple):

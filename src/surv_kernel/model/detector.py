@@ -13,6 +13,7 @@ partitioning exact. A new typology is one class here and one entry in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from ..batch import TradeBatch
@@ -21,7 +22,7 @@ from .baselines import Baselines, calibrate
 from .config import DetectionConfig, resolve_config
 from .volume import detect
 
-__all__ = ["DETECTORS", "Detector", "VolumeDetector", "make_detector"]
+__all__ = ["DETECTORS", "Detector", "VolumeDetector", "make_detector", "run_detectors"]
 
 
 @runtime_checkable
@@ -80,3 +81,25 @@ def make_detector(name: str, config: DetectionConfig | None = None) -> Detector:
     except KeyError:
         raise ValueError(f"unknown detector {name!r}; known: {sorted(DETECTORS)}") from None
     return cls(config)
+
+
+def run_detectors(
+    detectors: Sequence[Detector], batch: TradeBatch, baselines: Baselines | None = None
+) -> Detection:
+    """Every detector over ``batch``, as one :class:`Detection`: alerts and
+    suppressed episodes in (start, trader, asset class) order, counts summed."""
+    if not detectors:
+        raise ValueError("no detector to run; pass at least one (see DETECTORS)")
+    if len(detectors) == 1:
+        return detectors[0].detect(batch, baselines)
+    parts = [d.detect(batch, baselines) for d in detectors]
+
+    def key(x: Any) -> tuple[Any, ...]:
+        return (x.start_ns, x.trader_id, x.asset_class)
+
+    return Detection(
+        sorted((a for p in parts for a in p.alerts), key=lambda a: (*key(a), a.alert_id)),
+        sorted((s for p in parts for s in p.suppressed), key=key),
+        len(batch),
+        sum(p.n_floor_episodes for p in parts),
+    )

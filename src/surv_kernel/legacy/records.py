@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from .reference import fx_rate
+from ..reference import fx_rate
 
 
 def make_alert(
@@ -74,7 +74,7 @@ def load_feeds_as_dicts(feeds: Iterable[str | bytes]) -> list[dict[str, Any]]:
     returned what the desks sent; validation happens in ``columns_from_dicts``
     and ``decode_feed``.
     """
-    from .ingest import FeedError
+    from ..ingest import FeedError
 
     trades: list[dict[str, Any]] = []
     for position, feed in enumerate(feeds):

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .reference import ASSET_CLASS_FLOORS_USD
+from ..reference import ASSET_CLASS_FLOORS_USD
 
 
 def received_rule_naive(

@@ -1,0 +1,122 @@
+"""``surv-kernel run``: desk feeds (files or directories) -> alerts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from .common import (
+    DEFAULT_MAX_CHARTS,
+    EXIT_OK,
+    Progress,
+    config_from_args,
+    failure_error,
+    load_baselines,
+    make_out_dir,
+    nonnegative_int,
+    subcommand,
+    summary_lines,
+)
+
+
+def add_parser(sub: Any, common: Any, model: Any, pool: Any) -> None:
+    run = subcommand(
+        sub,
+        "run",
+        [model, pool, common],
+        help="desk feeds (files or directories) -> alerts as JSON lines",
+        description="Analyse desk feeds: files or directories of *.json / *.ndjson / *.jsonl "
+        "(JSON array or NDJSON); the desk name is the file stem. Alerts go to stdout as JSON "
+        "lines (or DIR/alerts.jsonl with --out), quarantined records to their own file, the "
+        "summary to stderr.",
+    )
+    run.add_argument("feeds", nargs="+", metavar="FEED", help="feed file or directory of feeds")
+    run.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write alerts.jsonl, quarantine.jsonl and summary.json here instead of stdout",
+    )
+    run.add_argument(
+        "--quarantine",
+        metavar="FILE",
+        help="quarantined records as JSON lines (default DIR/quarantine.jsonl with --out, "
+        "else ./quarantine.jsonl)",
+    )
+    run.add_argument("--baselines", metavar="FILE", help="baselines from 'surv-kernel calibrate'")
+    run.add_argument(
+        "--report",
+        metavar="FILE",
+        help="also write the HTML report here (with --out, 'DIR/report.html' is a good place)",
+    )
+    run.add_argument(
+        "--max-charts",
+        type=nonnegative_int,
+        default=DEFAULT_MAX_CHARTS,
+        metavar="N",
+        help=f"chart at most the N highest-scoring alerts in the report (default {DEFAULT_MAX_CHARTS})",
+    )
+    run.add_argument(
+        "--progress",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="progress line on stderr (auto: when stderr is a terminal and reading takes "
+        "more than a second)",
+    )
+    run.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..pipeline import (
+        JsonLinesSink,
+        LocalEngine,
+        ReportSink,
+        SummarySink,
+        resolve_feeds,
+        run,
+        summary_dict,
+    )
+
+    sources = resolve_feeds(args.feeds)
+    config = config_from_args(args)
+    baselines = load_baselines(args.baselines, config) if args.baselines else None
+    out_dir = make_out_dir(args.out) if args.out else None
+    if args.quarantine:
+        quarantine_path = Path(args.quarantine)
+    else:
+        quarantine_path = (out_dir or Path(".")) / "quarantine.jsonl"
+    progress = Progress(sum(s.size or 0 for s in sources), len(sources), args.progress)
+    sinks: list[Any] = [
+        JsonLinesSink(
+            out_dir / "alerts.jsonl" if out_dir is not None else sys.stdout.buffer,
+            quarantine=quarantine_path,
+            suppressed=out_dir / "suppressed.jsonl" if out_dir is not None else None,
+        )
+    ]
+    if args.report:
+        sinks.append(ReportSink(args.report, max_charts=args.max_charts, title="surv-kernel run"))
+    if out_dir is not None:
+        sinks.append(SummarySink(out_dir / "summary.json"))
+    try:
+        result = run(
+            sources,
+            config=config,
+            baselines=baselines,
+            baselines_path=args.baselines,
+            engine=LocalEngine(max_workers=args.workers, deadline_s=args.desk_timeout),
+            chunk_size=args.chunk_size,
+            progress=progress,
+            sinks=sinks,
+        )
+    finally:
+        progress.close()
+    if result.reads or not result.failures:
+        # (when every desk failed there is nothing to summarise: the error
+        # line below says it all)
+        for line in summary_lines(summary_dict(result)):
+            print(line, file=sys.stderr)
+        sys.stderr.flush()
+    if result.failures:
+        raise failure_error(result)
+    return EXIT_OK

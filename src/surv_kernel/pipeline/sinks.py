@@ -1,0 +1,193 @@
+"""Sinks: where a run's alerts, suppressed episodes, quarantine and summary go.
+
+A sink has ``write(result) -> {name: where}``; :func:`surv_kernel.pipeline.run`
+calls the given sinks in order and collects what they wrote in
+``result.outputs``. The files today: alerts, suppressed episodes and
+quarantined records as JSON lines (:class:`JsonLinesSink`), the HTML report
+(:class:`ReportSink`) and ``summary.json`` (:class:`SummarySink`). The alert
+store is another sink.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+import numpy as np
+
+from ..errors import OutputError
+from .run import RunResult
+from .summary import summary_dict
+
+__all__ = [
+    "JsonLinesSink",
+    "ReportSink",
+    "SummarySink",
+    "atomic_open",
+    "json_safe",
+    "write_alerts",
+    "write_quarantine",
+    "write_suppressed",
+]
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
+def _encoder() -> msgspec.json.Encoder:
+    return msgspec.json.Encoder(enc_hook=_json_default)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path) -> Iterator[IO[bytes]]:
+    """Write to ``path.tmp`` and rename: a reader never sees half a file.
+    A failure is an :class:`~surv_kernel.errors.OutputError` naming the path."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def write_alerts(result: RunResult, out: IO[bytes]) -> list[dict[str, Any]]:
+    """Alerts as JSON lines (``Alert.to_dict()`` plus ``desks``, the desks
+    that booked the peak window's trades); returns the dicts."""
+    enc = _encoder()
+    dicts = result.alert_dicts()
+    for d in dicts:
+        out.write(enc.encode(d) + b"\n")
+    out.flush()
+    return dicts
+
+
+def write_quarantine(records: Sequence[Any], path: str | Path) -> None:
+    enc = _encoder()
+    with atomic_open(path) as f:
+        for r in records:
+            f.write(enc.encode(msgspec.to_builtins(r)) + b"\n")
+
+
+def write_suppressed(items: Sequence[Any], path: str | Path) -> None:
+    """Suppressed episodes as JSON lines, with the explanation's sentence."""
+    enc = _encoder()
+    with atomic_open(path) as f:
+        for item in items:
+            d = msgspec.to_builtins(item)
+            d["explanation"]["text"] = item.explanation.describe()
+            f.write(enc.encode(d) + b"\n")
+
+
+def json_safe(obj: Any) -> Any:
+    """NaN/inf -> None, recursively (summary.json is strict JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+class JsonLinesSink:
+    """Alerts (to a file, or a binary stream such as stdout), then the
+    quarantined records and the suppressed episodes, each as JSON lines.
+    Alerts go first: the run's lag ends when the last alert is written."""
+
+    def __init__(
+        self,
+        alerts: str | Path | IO[bytes],
+        *,
+        quarantine: str | Path | None = None,
+        suppressed: str | Path | None = None,
+    ) -> None:
+        self.alerts = alerts
+        self.quarantine = quarantine
+        self.suppressed = suppressed
+        self.alert_dicts: list[dict[str, Any]] = []
+
+    def write(self, result: RunResult) -> dict[str, str]:
+        t0 = time.perf_counter()
+        outputs: dict[str, str] = {}
+        if isinstance(self.alerts, (str, Path)):
+            with atomic_open(self.alerts) as f:
+                self.alert_dicts = write_alerts(result, f)
+            outputs["alerts"] = str(self.alerts)
+        else:
+            self.alert_dicts = write_alerts(result, self.alerts)
+            outputs["alerts"] = "stdout"
+        result.alerts_written_at = time.perf_counter()
+        if self.quarantine is not None:
+            write_quarantine(result.quarantine, self.quarantine)
+            outputs["quarantine"] = str(self.quarantine)
+        if self.suppressed is not None:
+            write_suppressed(result.detection.suppressed, self.suppressed)
+            outputs["suppressed"] = str(self.suppressed)
+        result.stages["write"] = result.stages.get("write", 0.0) + time.perf_counter() - t0
+        return outputs
+
+
+class ReportSink:
+    """The self-contained HTML report (:mod:`surv_kernel.report`)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_charts: int = 50,
+        title: str = "surv-kernel run",
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.max_charts = max_charts
+        self.title = title
+        self.extra = extra
+
+    def write(self, result: RunResult) -> dict[str, str]:
+        from .. import report
+
+        t0 = time.perf_counter()
+        result.outputs["report"] = str(self.path)
+        summary = summary_dict(result, extra=self.extra)
+        try:
+            report.write_report(
+                self.path,
+                batch=result.batch,
+                alerts=result.detection.alerts,
+                suppressed=result.detection.suppressed,
+                config=result.config,
+                summary=summary,
+                max_charts=self.max_charts,
+                title=self.title,
+            )
+        except OSError as exc:
+            raise OutputError(f"cannot write report {self.path}: {exc.strerror or exc}") from None
+        result.stages["report"] = time.perf_counter() - t0
+        return {"report": str(self.path)}
+
+
+class SummarySink:
+    """``summary.json``: the run summary as strict JSON (NaN -> null)."""
+
+    def __init__(self, path: str | Path, *, extra: dict[str, Any] | None = None) -> None:
+        self.path = Path(path)
+        self.extra = extra
+
+    def write(self, result: RunResult) -> dict[str, str]:
+        summary = json_safe(summary_dict(result, extra=self.extra))
+        with atomic_open(self.path) as f:
+            f.write(json.dumps(summary, indent=2, default=str, allow_nan=False).encode() + b"\n")
+        return {}
