@@ -82,6 +82,8 @@ class Alert(msgspec.Struct, frozen=True):
     window_minutes: float
     policy: str
     explanation: Explanation
+    #: The detector (typology) that raised it: its key in ``model.DETECTORS``.
+    typology: str = "volume_burst"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with the legacy keys (``trader_id``, ``trades``,
@@ -110,6 +112,8 @@ class SuppressedEpisode(msgspec.Struct, frozen=True):
     n_trades: int
     reason: str
     explanation: Explanation
+    #: The detector (typology) whose floor the episode passed.
+    typology: str = "volume_burst"
 
 
 class Detection(msgspec.Struct):
