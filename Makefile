@@ -18,7 +18,7 @@ install: $(VENV)/.deps
 	$(PY) -m pip install --quiet --no-deps --force-reinstall --no-build-isolation .
 	@# Compile (or load from the Numba cache) every kernel now, and say how long it took,
 	@# so the first real batch does not pay for compilation and the cost stays visible.
-	$(PY) -c "from surv_kernel.desks import warm_up; print(f'Numba warm-up: {warm_up():.1f} s')"
+	$(PY) -c "from surv_kernel.legacy.desks import warm_up; print(f'Numba warm-up: {warm_up():.1f} s')"
 
 test: install
 	$(VENV)/bin/ruff check .

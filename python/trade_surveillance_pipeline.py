@@ -113,16 +113,20 @@ def transform_trade(trade, normalize_notional, convert_currency, add_timestamps)
 def process_all_desks(desk_ids):
     """Processes trades from multiple desks concurrently.
 
-    Returns one list of alerts per desk, in the order of ``desk_ids``. Desks
-    run on a bounded thread pool (``SURV_MAX_WORKERS``, default cores + 4),
-    each within a deadline (``SURV_DESK_DEADLINE_S``, default 120 s). A desk
-    that fails (dead feed, garbage feed, error, deadline) is logged and
-    counted, the other desks still finish, and then
+    Returns one list of alerts per desk, in the order of ``desk_ids``. Each
+    desk's feed is fetched (``fetch_trade_feed``) on a bounded thread pool
+    (``SURV_MAX_WORKERS``, default cores + 4), each within a deadline
+    (``SURV_DESK_DEADLINE_S``, default 120 s), and detection runs once across
+    the desks, as ``surv-kernel run`` does: a trader who splits a burst over
+    two desks is caught, and the alert is listed under the desk that booked
+    most of it. A desk that fails (dead feed, garbage feed, error, deadline)
+    is logged and counted, the other desks still finish, and then
     ``surv_kernel.DeskFailuresError`` is raised: its ``.results`` holds every
     healthy desk's alerts in order and None for a failed desk, ``.failures``
     maps desk id to error. See README "What changed and why" and RUNBOOK.md.
     """
-    return _desks().process_all_desks(desk_ids, analyze=lambda d: analyze_desk(d))
+    report = _desks().analyze_desks(desk_ids, fetch=lambda d: fetch_trade_feed(d))
+    return report.raise_for_failures()
 
 
 def detect_anomalies(trades, window_minutes=30, threshold_multiplier=3.0):

@@ -638,7 +638,8 @@ def test_legacy_process_all_desks_through_the_shim(day_feeds, monkeypatch, no_sl
     monkeypatch.setattr(tsp, "_api_call", lambda desk_id: day_feeds[desk_id])
     names = list(day_feeds)
     out = tsp.process_all_desks(names)
-    assert out == [analyze_feed(d, day_feeds[d], registry=MetricsRegistry()) for d in names]
+    live = _live_run(day_feeds)  # what surv-kernel run delivers, by home desk
+    assert out == [live[d] for d in names]
     assert any(out), "the scenario day must have alerts"
     assert tsp.fetch_trade_feed(names[0]) == day_feeds[names[0]]
 
@@ -672,8 +673,8 @@ def test_legacy_process_all_desks_keeps_healthy_desks_when_one_is_dead(
     with pytest.raises(DeskFailuresError) as info:
         tsp.process_all_desks(names)
     err = info.value
-    expected = [analyze_feed(d, day_feeds[d], registry=MetricsRegistry()) for d in names]
-    expected[2] = None
+    healthy = _live_run({d: f for d, f in day_feeds.items() if d != names[2]})
+    expected = [healthy.get(d) for d in names]
     assert err.results == expected
     assert list(err.failures) == [names[2]]
     assert isinstance(err.failures[names[2]], FeedUnavailableError)
@@ -709,12 +710,9 @@ def test_replay_window_delivers_exactly_the_missing_alerts(day_feeds, tmp_path):
     assert all(v == [] for v in again.new_alerts.values())
 
 
-def test_replay_detected_per_desk_and_lost_a_burst_split_across_two_desks(tmp_path):
-    """The run judges a trader across every desk that booked it; replay must
-    too, or a replay can never restore a cross-desk alert the run made."""
-    import subprocess
-    import sys
-
+def _split_burst_day():
+    """Two equity desks of ordinary traders; T0 books 2M on each within four
+    minutes: 4M together (floor 3M), under the floor on either desk alone."""
     t0 = 1_710_403_200.0 + 9 * 3600
     rows = {"EQ_NY": [], "EQ_LDN": []}
     for desk, trader_base in (("EQ_NY", 0), ("EQ_LDN", 100)):
@@ -745,6 +743,16 @@ def test_replay_detected_per_desk_and_lost_a_burst_split_across_two_desks(tmp_pa
                     "surveillance_required": True,
                 }
             )
+    return rows
+
+
+def test_replay_detected_per_desk_and_lost_a_burst_split_across_two_desks(tmp_path):
+    """The run judges a trader across every desk that booked it; replay must
+    too, or a replay can never restore a cross-desk alert the run made."""
+    import subprocess
+    import sys
+
+    rows = _split_burst_day()
     feeds = tmp_path / "feeds"
     feeds.mkdir()
     for desk, trades in rows.items():
@@ -840,3 +848,16 @@ def test_process_all_desks_tunes_allocator_once_unless_disabled(monkeypatch):
     desks.process_all_desks(["A", "B"], analyze=lambda d: [])
     desks.process_all_desks(["A"], analyze=lambda d: [])
     assert calls == [1]
+
+
+def test_legacy_process_all_desks_caught_no_burst_split_across_two_desks(monkeypatch, no_sleep):
+    """Received behaviour: each desk analysed alone, so a trader who splits a
+    burst over two desks stays under the floor on both. The shim now detects
+    across the desks it fetched, as surv-kernel run does."""
+    rows = _split_burst_day()
+    monkeypatch.setattr(tsp, "_api_call", lambda d: json.dumps(rows[d]))
+    assert all(tsp.analyze_desk(d) == [] for d in rows)  # one desk's view: nothing
+    out = tsp.process_all_desks(list(rows))
+    alerts = [a for desk_alerts in out for a in desk_alerts]
+    assert [a["trader_id"] for a in alerts] == ["T0"]
+    assert alerts[0]["desks"] == ["EQ_LDN", "EQ_NY"]

@@ -22,6 +22,7 @@ Every log record carries ``desk`` (and ``attempt`` for feed calls) as an
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Hashable, Iterable
@@ -51,7 +52,7 @@ from ..pipeline.pool import (
 )
 from ..pipeline.replay import ReplayResult, replay_window
 from ..pipeline.run import run
-from ..pipeline.sources import BytesSource
+from ..pipeline.sources import BytesSource, CallSource
 
 __all__ = [
     "DEFAULT_BASE_DELAY",
@@ -67,6 +68,7 @@ __all__ = [
     "FeedUnavailableError",
     "ReplayResult",
     "TransientFeedError",
+    "analyze_desks",
     "analyze_feed",
     "default_workers",
     "fetch_trade_feed",
@@ -170,6 +172,34 @@ def process_all_desks(
     return result.raise_for_failures()
 
 
+def analyze_desks(
+    desk_ids: Iterable[Hashable],
+    *,
+    fetch: Callable[[Any], Any],
+    config: Any = None,
+    max_workers: int | None = None,
+    deadline_s: float | None = None,
+    registry: MetricsRegistry | None = None,
+) -> DeskRunReport:
+    """Fetch every desk's feed (``fetch(desk_id)``) on the bounded desk pool
+    and detect once across the desks that answered, as ``surv-kernel run``
+    does: a trader's window is judged across every desk that booked it, so a
+    burst split over two desks is one alert. Each alert is reported under its
+    home desk (the one that booked most of its peak window's trades); a desk
+    whose feed failed has ``alerts=None`` and its error. This is the legacy
+    ``process_all_desks(desk_ids)`` and what ``replay_window`` reproduces."""
+    reg = registry if registry is not None else metrics
+    sources = [CallSource(d, functools.partial(fetch, d)) for d in desk_ids]
+    result = run(
+        sources,
+        config=config,
+        engine=LocalEngine(max_workers=max_workers, deadline_s=deadline_s, registry=reg),
+        registry=reg,
+        live=True,
+    )
+    return result.desk_report()
+
+
 def _warm_feed(n_trades: int = 600) -> bytes:
     """A small deterministic feed that exercises every detection path:
     ordinary trades, a burst that alerts, and episodes that are suppressed."""
@@ -212,8 +242,8 @@ def run_demo(
     registry: MetricsRegistry | None = None,
     **day_knobs: Any,
 ) -> DeskRunReport:
-    """A rehearsal: one synthetic day (``surv_kernel.scenario.generate_day``)
-    through the real pool, fetch, decode and detection, with the named desks'
+    """A rehearsal: one synthetic day (``surv_kernel.evaluation.scenario.generate_day``)
+    through the real pool, fetch, decode and detection (:func:`analyze_desks`), with the named desks'
     feeds dead (every call raises ConnectionError). Moves the given (default)
     registry's metrics like a production run; never raises for a dead desk,
     returns the report. With ``archive_dir`` every desk's feed is also written
@@ -237,10 +267,9 @@ def run_demo(
             raise ConnectionError(f"demo: feed of {desk_id} is down")
         return feeds[desk_id]
 
-    def analyze(desk_id: str) -> list[dict[str, Any]]:
-        feed = fetch_trade_feed(
+    def fetch(desk_id: str) -> bytes:
+        return fetch_trade_feed(
             desk_id, api_call=api_call, base_delay=0.01, max_delay=0.05, registry=reg
         )
-        return analyze_feed(desk_id, feed, registry=reg)
 
-    return process_all_desks(list(feeds), analyze=analyze, report=True, registry=reg)
+    return analyze_desks(list(feeds), fetch=fetch, registry=reg)

@@ -107,11 +107,12 @@ class RunResult:
         seconds = {r.source.desk: r.seconds for r in self.reads}
         outcomes = []
         for s in self.sources:
+            key = getattr(s, "key", s.desk)  # the caller's desk id where it has one
             f = failed.get(s.desk)
             if f is not None:
-                outcomes.append(DeskOutcome(s.desk, None, f.error, f.kind, 0.0))
+                outcomes.append(DeskOutcome(key, None, f.error, f.kind, 0.0))
             else:
-                outcomes.append(DeskOutcome(s.desk, by_desk[s.desk], None, "ok", seconds[s.desk]))
+                outcomes.append(DeskOutcome(key, by_desk[s.desk], None, "ok", seconds[s.desk]))
         return DeskRunReport(tuple(outcomes))
 
     def home_desks(self) -> list[str]:

@@ -132,6 +132,7 @@ class CallSource:
     size = None
 
     def __init__(self, desk: Any, fetch: Callable[[], Any]) -> None:
+        self.key = desk  # the caller's desk id (legacy ids need not be str)
         self.desk = str(desk)
         self.fetch = fetch
 
