@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 
@@ -861,3 +862,80 @@ def test_legacy_process_all_desks_caught_no_burst_split_across_two_desks(monkeyp
     alerts = [a for desk_alerts in out for a in desk_alerts]
     assert [a["trader_id"] for a in alerts] == ["T0"]
     assert alerts[0]["desks"] == ["EQ_LDN", "EQ_NY"]
+
+
+def test_a_hung_feed_kept_the_process_from_exiting(tmp_path):
+    """Received (and first-stage) behaviour: the pool's non-daemon worker,
+    stuck in a feed call that never returns, kept the interpreter alive at
+    exit. Now the process exits within the deadline plus a little."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "hang.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import threading
+            import trade_surveillance_pipeline as tsp
+            from surv_kernel import DeskFailuresError
+
+            def api(desk_id):
+                if desk_id == "HUNG":
+                    threading.Event().wait()  # a feed that never answers
+                return tsp._api_call.__wrapped__(desk_id)
+
+            api.__wrapped__ = tsp._api_call
+            tsp._api_call = api
+            try:
+                tsp.process_all_desks(["EQ", "HUNG"])
+            except DeskFailuresError as exc:
+                print("failed:", sorted(exc.failures), "healthy:", len(exc.results[0]))
+            """
+        )
+    )
+    env = {**os.environ, "SURV_DESK_DEADLINE_S": "1"}
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=30
+    )
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr
+    assert "failed: ['HUNG'] healthy: 0" in proc.stdout  # EQ answered: its (empty) alert list
+    assert elapsed < 1 + 2 + 2.5, f"took {elapsed:.1f}s (interpreter start included)"
+
+
+def test_a_late_feed_was_counted_though_its_alerts_were_never_delivered(day_feeds, alerting_desk):
+    """A desk past its deadline is abandoned; when its call returns later,
+    nothing it did may move the metrics: its trades and alerts were not
+    delivered. The abandoned-call gauge shows it while it is out."""
+    release = threading.Event()
+    returned = threading.Event()
+    reg = MetricsRegistry()
+    feed = day_feeds[alerting_desk]
+
+    def analyze(desk):
+        if desk == "LATE":
+            release.wait()
+            try:
+                return analyze_feed("LATE", feed, registry=reg)
+            finally:
+                returned.set()
+        return analyze_feed(desk, feed, registry=reg)
+
+    rep = process_all_desks(
+        ["ON_TIME", "LATE"], analyze=analyze, deadline_s=0.3, report=True, registry=reg
+    )
+    assert rep.outcomes[1].kind == "timeout" and rep.outcomes[0].ok
+    assert reg.value("surv_desks_abandoned_in_flight") == 1
+    release.set()
+    assert returned.wait(10)
+    for _ in range(100):  # the worker records the discard just after returning
+        if reg.value("surv_desks_abandoned_in_flight") == 0:
+            break
+        time.sleep(0.01)
+    assert reg.value("surv_desks_abandoned_in_flight") == 0
+    assert reg.value("surv_desk_late_results_discarded_total", desk="LATE") == 1
+    assert reg.value("surv_trades_decoded_total", desk="LATE") == 0
+    assert reg.value("surv_alerts_emitted_total", desk="LATE") == 0
+    assert reg.value("surv_alerts_emitted_total", desk="ON_TIME") == len(rep.outcomes[0].alerts)

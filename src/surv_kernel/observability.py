@@ -72,6 +72,7 @@ __all__ = [
     "health_report",
     "health_summary",
     "reason_label",
+    "staged_metrics",
     "metrics",
     "serve_metrics",
     "serve_metrics_from_env",
@@ -172,6 +173,18 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
         "Unix time of the desk's last failed analysis.",
     ),
     "surv_desks_in_flight": ("gauge", (), "Desk analyses currently running in the pool."),
+    "surv_desks_abandoned_in_flight": (
+        "gauge",
+        (),
+        "Desk calls abandoned at their deadline that have not returned yet (hung feeds: each "
+        "holds a daemon thread until its call returns).",
+    ),
+    "surv_desk_late_results_discarded_total": (
+        "counter",
+        ("desk",),
+        "Desk results that arrived after their deadline and were discarded (not counted, not "
+        "delivered).",
+    ),
     "surv_pool_workers": ("gauge", (), "Worker threads of the last process_all_desks pool."),
     # ingest
     "surv_decode_seconds": ("histogram", ("desk",), "Time to decode one feed into columns."),
@@ -431,6 +444,19 @@ class MetricsRegistry:
         labels: Mapping[str, Any],
         buckets: Sequence[float] | None = None,
     ) -> Counter | Gauge | Histogram:
+        stage = getattr(_STAGING, "stage", None)
+        if stage is not None and kind != "gauge":
+            # a staged task's counts wait for its commit (see staged_metrics)
+            return stage.registry_for(self)._get_direct(name, kind, labels, buckets)
+        return self._get_direct(name, kind, labels, buckets)
+
+    def _get_direct(
+        self,
+        name: str,
+        kind: str,
+        labels: Mapping[str, Any],
+        buckets: Sequence[float] | None = None,
+    ) -> Counter | Gauge | Histogram:
         family = self._families.get(name)
         if family is None:
             family = self._register(name, kind, tuple(sorted(labels)), buckets)
@@ -553,6 +579,28 @@ class MetricsRegistry:
                     lines.append(f"{name}{_labels(pairs)} {_fmt_float(s.value)}")
         return "\n".join(lines) + "\n" if lines else ""
 
+    def merge(self, other: MetricsRegistry) -> None:
+        """Add ``other``'s counters and histogram observations to this registry
+        (gauges are state, not counts: they are never staged, see
+        :func:`staged_metrics`)."""
+        for name, fam in list(other._families.items()):
+            for key, series in list(fam.children.items()):
+                labels = dict(zip(fam.labelnames, key, strict=True))
+                if isinstance(series, Counter):
+                    self._get_direct(name, "counter", labels).inc(series.value)
+                elif isinstance(series, Histogram):
+                    target = self._get_direct(name, "histogram", labels, fam.buckets)
+                    assert isinstance(target, Histogram)
+                    with series._lock:
+                        counts, total, top = list(series._counts), series._sum, series._max
+                    with target._lock:
+                        if target.buckets != series.buckets:
+                            raise ValueError(f"metric {name!r}: histogram buckets differ")
+                        for slot, c in enumerate(counts):
+                            target._counts[slot] += c
+                        target._sum += total
+                        target._max = max(target._max, top)
+
     def reset(self) -> None:
         """Forget every family (tests, or a long-lived process starting a new day)."""
         with self._lock:
@@ -585,6 +633,44 @@ class MetricsRegistry:
                 else:
                     series._value = float(row["value"])
         return reg
+
+
+_STAGING = threading.local()
+
+
+class MetricsStage:
+    """The counters and histograms one task moved, held apart per registry
+    until :meth:`commit` adds them (or the stage is dropped)."""
+
+    def __init__(self) -> None:
+        self._held: dict[int, tuple[MetricsRegistry, MetricsRegistry]] = {}
+
+    def registry_for(self, target: MetricsRegistry) -> MetricsRegistry:
+        entry = self._held.get(id(target))
+        if entry is None:
+            entry = self._held[id(target)] = (target, MetricsRegistry())
+        return entry[1]
+
+    def commit(self) -> None:
+        for target, held in self._held.values():
+            target.merge(held)
+        self._held.clear()
+
+
+@contextlib.contextmanager
+def staged_metrics() -> Iterator[MetricsStage]:
+    """Within the block, this thread's counter and histogram updates (to any
+    registry) are held in the yielded stage instead of moving the registry:
+    the desk pool commits a task's figures only when its result is used, so a
+    task abandoned at its deadline that returns later counts nothing (its
+    trades and alerts were never delivered). Gauges write through."""
+    previous = getattr(_STAGING, "stage", None)
+    stage = MetricsStage()
+    _STAGING.stage = stage
+    try:
+        yield stage
+    finally:
+        _STAGING.stage = previous
 
 
 def reason_label(reason: Any) -> str:

@@ -6,6 +6,14 @@ desk's results without a trace and let a hung feed hang the run. Here
 deadline counted from when a worker starts it, and returns every desk's
 outcome in the order asked, a failure named and counted, never dropped.
 
+Worker threads are daemon threads: Python cannot stop a thread, so a desk
+past its deadline is abandoned, its worker runs on until the feed call
+returns, and it must never keep the process from exiting. The abandoned task's
+metrics are held back (:func:`surv_kernel.observability.staged_metrics`) and
+dropped when it returns late: its trades and alerts were never delivered, so
+they are not counted; ``surv_desks_abandoned_in_flight`` shows how many such
+calls are still out.
+
 Threads, not processes: the window kernels are Numba ``nogil`` code and
 msgspec decodes quickly, and the feed wait is I/O, so threads overlap the
 waits and run kernels side by side without copying feeds or alerts between
@@ -17,6 +25,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
@@ -24,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError, SurveillanceError
-from ..observability import MetricsRegistry, metrics, serve_metrics_from_env
+from ..observability import MetricsRegistry, metrics, serve_metrics_from_env, staged_metrics
 from .fetch import FeedUnavailableError
 
 __all__ = [
@@ -215,6 +224,46 @@ def failure_kind(exc: BaseException) -> str:
     return "bad_feed" if isinstance(exc, FeedError) else "error"
 
 
+class _DaemonPool:
+    """A fixed set of daemon worker threads taking calls from one queue.
+
+    Unlike ``concurrent.futures.ThreadPoolExecutor`` (whose workers the
+    interpreter joins at exit), a worker stuck in a call that never returns
+    does not keep the process alive."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future[Any]:
+        fut: cf.Future[Any] = cf.Future()
+        self._calls.put((fut, fn, args))
+        return fut
+
+    def _work(self) -> None:
+        while True:
+            item = self._calls.get()
+            if item is None:
+                return
+            fut, fn, args = item
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as exc:  # the caller decides; the worker lives on
+                fut.set_exception(exc)
+
+    def shutdown(self) -> None:
+        """Idle workers exit; a worker still in a call exits when it returns."""
+        for _ in self._threads:
+            self._calls.put(None)
+
+
 def run_tasks(
     desk_ids: Iterable[Hashable],
     task: Callable[[Any], Any],
@@ -260,18 +309,51 @@ def run_tasks(
 
     started: dict[int, float] = {}
     finished_at: dict[int, float] = {}
+    # a task's figures are committed when its result is used, or dropped when
+    # it returns after its deadline; this lock decides which came first
+    decided = threading.Lock()
+    committed: set[int] = set()
+    abandoned_ids: set[int] = set()
+    abandoned_gauge = reg.gauge("surv_desks_abandoned_in_flight")
 
     def run(index: int, desk_id: Any) -> Any:
         started[index] = time.monotonic()
         in_flight.inc()
+        stage = None
         try:
-            result = task(desk_id)
+            with staged_metrics() as stage:
+                result = task(desk_id)
+                if validate is not None:
+                    validate(desk_id, result)
+            return result
         finally:
             in_flight.dec()
             finished_at[index] = time.monotonic()
-        if validate is not None:
-            validate(desk_id, result)
-        return result
+            with decided:
+                late = index in abandoned_ids
+                if not late:
+                    committed.add(index)
+            if late:
+                abandoned_gauge.dec()
+                reg.counter("surv_desk_late_results_discarded_total", desk=str(desk_id)).inc()
+                log.warning(
+                    "desk %s returned %.1fs after it was abandoned at its deadline; its result "
+                    "is discarded",
+                    desk_id,
+                    finished_at[index] - started[index],
+                    extra={"desk": str(desk_id), "event": "late_result_discarded"},
+                )
+            elif stage is not None:
+                stage.commit()
+
+    def abandon(index: int) -> bool:
+        """Mark the task abandoned unless it already finished in time."""
+        with decided:
+            if index in committed:
+                return False
+            abandoned_ids.add(index)
+        abandoned_gauge.inc()
+        return True
 
     outcomes: list[TaskResult | None] = [None] * len(ids)
     abandoned: set[cf.Future[Any]] = set()
@@ -282,7 +364,7 @@ def run_tasks(
         "none" if deadline is None else f"{deadline:g}s",
         extra={"event": "desks_start", "desks": [str(d) for d in ids], "workers": workers},
     )
-    pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="surv-desk")
+    pool = _DaemonPool(workers, "surv-desk")
     try:
         futures = {pool.submit(run, i, d): i for i, d in enumerate(ids)}
         pending = set(futures)
@@ -293,7 +375,7 @@ def run_tasks(
                 for fut in list(pending):
                     i = futures[fut]
                     t0 = started.get(i)
-                    if t0 is not None and not fut.done() and now - t0 >= deadline:
+                    if t0 is not None and not fut.done() and now - t0 >= deadline and abandon(i):
                         pending.discard(fut)
                         abandoned.add(fut)
                         outcomes[i] = _record(
@@ -321,8 +403,7 @@ def run_tasks(
                 exc = fut.exception()
                 outcomes[i] = _record(reg, ids[i], None if exc else fut.result(), exc, seconds)
     finally:
-        # an abandoned desk's thread cannot be joined without waiting for it
-        pool.shutdown(wait=not abandoned, cancel_futures=True)
+        pool.shutdown()
     if any(o is None for o in outcomes):  # pragma: no cover - the loop above fills every slot
         raise RuntimeError("internal error: a desk has no outcome; refusing to drop it silently")
     result = [o for o in outcomes if o is not None]
