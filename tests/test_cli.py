@@ -108,7 +108,11 @@ def test_console_script_when_installed(tmp_path):
         (["run", "good.json", "--frobnicate"], 2, "unrecognized arguments: --frobnicate"),
         (["run", "good.json", "--window-minutes", "-5"], 2, "must be a finite number > 0"),
         (["run", "good.json", "--baselines", "nope.json"], 3, "baselines file not found"),
-        (["run", "good.json", "--baselines", "good.json"], 5, "is not a baselines file"),
+        (["run", "good.json", "--baselines", "good.json"], 5, "not a baselines file"),
+        (["run", "good.json", "--baselines", "v2.json"], 5, "baselines version 2"),
+        (["run", "good.json", "--baselines", "negative.json"], 5, "mad = -5.0"),
+        (["run", "good.json", "--window-minutes", "1e300"], 2, "window_minutes must be at most"),
+        (["run", "good.json", "--out", "good.json"], 6, "exists and is not a directory"),
         (["calibrate", "bad.json", "--out", "b.json"], 4, "no baselines written"),
         (["calibrate", "good.json", "--out", "b.txt"], 2, "must end in .json"),
         (["evaluate", "--mix", "nope"], 2, "unknown --mix 'nope'"),
@@ -133,6 +137,18 @@ def test_errors_are_one_clear_line_with_their_exit_code(tmp_path, args, code, me
             ]
         )
     )
+    stat = {"median": 1e6, "mad": 1e5, "n": 20}
+    baselines = {
+        "window_minutes": 30.0,
+        "min_windows": 3,
+        "groups": {"TR1": {"equity": stat}},
+        "group_desk": {"TR1": {"equity": "good"}},
+        "desk_peers": {},
+        "class_peers": {},
+    }
+    (tmp_path / "v2.json").write_text(json.dumps({**baselines, "version": 2}))
+    negative = {**baselines, "groups": {"TR1": {"equity": {**stat, "mad": -5.0}}}}
+    (tmp_path / "negative.json").write_text(json.dumps(negative))
     r = cli(*args, cwd=tmp_path)
     assert r.returncode == code, r.stderr
     errors = _error_lines(r.stderr)
@@ -442,3 +458,32 @@ def test_demo_small_day_end_to_end(tmp_path):
     assert page.count('<section class="alert"') == min(3, len(alerts))
     labels = json.loads((out / "labels.json").read_text())
     assert len(labels) == EPISODES
+
+
+def test_settings_errors_exited_1_as_internal_errors(feeds_dir, tmp_path):
+    """Received: SURV_MAX_WORKERS=abc or SURV_DESK_DEADLINE_S=-1 said "internal
+    error, this is a bug" (exit 1). They are usage errors: exit 2, one line."""
+    for knob, value in (("SURV_MAX_WORKERS", "abc"), ("SURV_DESK_DEADLINE_S", "-1")):
+        r = cli("run", str(feeds_dir), "--out", "o", cwd=tmp_path, env=_env(**{knob: value}))
+        assert r.returncode == 2, r.stderr
+        (error,) = _error_lines(r.stderr)
+        assert knob in error and "bug" not in error
+
+
+def test_metrics_to_an_unwritable_path_exited_0(feeds_dir, tmp_path):
+    r = cli("run", str(feeds_dir), "--out", "o", "--metrics", "no/such/dir/m.prom", cwd=tmp_path)
+    assert r.returncode == 6, r.stderr
+    (error,) = _error_lines(r.stderr)
+    assert "cannot write metrics" in error and "m.prom" in error
+    assert (tmp_path / "o" / "alerts.jsonl").exists()  # the run itself was published
+
+
+def test_output_write_failures_exited_3_as_input_not_found(feeds_dir, tmp_path):
+    """An output that cannot be written is exit 6 naming it, not 3 ("input
+    not found"). /proc refuses new files even to root."""
+    target = "/proc/surv-kernel-no-such-file.jsonl"
+    r = cli("run", str(feeds_dir), "--out", "o", "--quarantine", target, cwd=tmp_path)
+    assert r.returncode == 6, r.stderr
+    (error,) = _error_lines(r.stderr)
+    assert target in error
+    assert not (tmp_path / "o" / "alerts.jsonl").exists()  # nothing half-published

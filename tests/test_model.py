@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from batches import make_batch
 from surv_kernel import dtypes
 from surv_kernel.batch import Dictionaries, TradeBatch
+from surv_kernel.errors import DataError
 from surv_kernel.kernels import scoring as model_kernels
 from surv_kernel.model import (
     FENCE_RATIO,
@@ -800,3 +801,60 @@ def test_group_codes_are_trader_times_asset_classes():
     b = make_batch([("1", "A", "equity", "", T0, 1.0), ("2", "B", "derivative", "", T0, 1.0)])
     codes, n_ac, n_groups = group_codes(b)
     assert (n_ac, n_groups) == (2, 4) and codes.tolist() == [0, 3]
+
+
+# -- baselines files are verified ----------------------------------------------------------
+
+
+def _saved(base, **changes):
+    """The baselines as a stage-1 file (no envelope), with fields changed."""
+    raw = msgspec.to_builtins(base)
+    raw.update(changes)
+    return msgspec.json.encode(raw)
+
+
+@pytest.mark.parametrize("version", [0, 2])
+def test_baselines_of_version_0_or_2_were_used_silently(version):
+    base = calibrate(make_batch(history_rows()))
+    with pytest.raises(DataError, match=f"version {version}"):
+        Baselines.from_bytes(_saved(base, version=version))
+    # the same inside an envelope (the checksum matches: the version decides)
+    payload = _saved(base, version=version)
+    digest = hashlib.sha256(payload).hexdigest()
+    env = b'{"format":"surv_kernel.baselines","sha256":"%s","baselines":%s}' % (
+        digest.encode(),
+        payload,
+    )
+    with pytest.raises(DataError, match=f"version {version}"):
+        Baselines.from_bytes(env)
+
+
+@pytest.mark.parametrize("field", ["median", "mad", "window_mad", "time_median"])
+@pytest.mark.parametrize("value", [-1.0, float("nan"), float("inf")])
+def test_baselines_with_negative_or_non_finite_values_were_used_silently(field, value):
+    """Received: negative MADs and medians were used (116 alerts instead of
+    25). A checksum proves the file is what was written, not that it is
+    sane: msgpack carries NaN and inf, so the values are checked too."""
+    base = calibrate(make_batch(history_rows()))
+    stat = msgspec.structs.replace(base.groups["P2"]["equity"], **{field: value})
+    groups = {**base.groups, "P2": {**base.groups["P2"], "equity": stat}}
+    bad = msgspec.structs.replace(base, groups=groups)
+    with pytest.raises(DataError, match=rf"groups\['P2'\]\['equity'\]: {field} = "):
+        Baselines.from_bytes(bad.to_bytes("msgpack"), "msgpack")
+    if math.isfinite(value):  # JSON has no NaN/inf: a negative number is the JSON case
+        with pytest.raises(DataError, match=f"{field} = -1.0"):
+            Baselines.from_bytes(_saved(bad))
+
+
+def test_a_baselines_file_changed_after_calibrate_is_refused(tmp_path):
+    base = calibrate(make_batch(history_rows()))
+    path = tmp_path / "b.json"
+    base.save(path)
+    data = path.read_bytes()
+    assert Baselines.load(path) == base
+    i = data.index(b'"median":') + len(b'"median":')
+    digit = data[i : i + 1]
+    path.write_bytes(data[:i] + (b"9" if digit != b"9" else b"8") + data[i + 1 :])
+    with pytest.raises(DataError, match="checksum mismatch") as info:
+        Baselines.load(path)
+    assert str(path) in str(info.value)

@@ -23,7 +23,10 @@ status is 4.
 
 Output of ``run``: alerts as JSON lines (one ``Alert.to_dict()`` per line plus
 ``desks``, the desks that booked the peak window's trades) on stdout, or in
-``DIR/alerts.jsonl`` with ``--out DIR``; the quarantined records in their own
+``DIR/alerts.jsonl`` with ``--out DIR``, published with the run's other files
+as one set (:mod:`surv_kernel.pipeline.publish`: a reader never sees files of
+two runs mixed, a killed run leaves the previous set, a run that analysed no
+desk publishes nothing); the quarantined records in their own
 JSON-lines file (``DIR/quarantine.jsonl``, or ``--quarantine FILE``, default
 ``./quarantine.jsonl`` without ``--out``); the summary on stderr (and
 ``DIR/summary.json``). A progress line is drawn on stderr only when stderr is
@@ -55,9 +58,13 @@ Exit status (also in ``surv-kernel --help``):
 4     a desk feed failed (not JSON, unreadable, timed out); every other
       desk was analysed and its alerts written; the failed desks are named
 5     a data file other than a feed is unusable: a baselines file that is
-      not baselines or was made with another window, a history without
+      not baselines, damaged, of another version, holding negative or
+      non-finite values, or made with another window; a history without
       usable trades
-130   interrupted (Ctrl-C)
+6     an output could not be written (alerts, summary, report, metrics,
+      baselines)
+130   interrupted (Ctrl-C): nothing of this run was published
+143   terminated (SIGTERM): nothing of this run was published
 141   stdout was closed early (e.g. ``| head``): the output is incomplete
 ====  =====================================================================
 
@@ -75,9 +82,10 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
-from pathlib import Path
 
 from ..errors import ConfigError, DataError, InputError, OutputError, SurveillanceError
 from . import calibrate, demo, evaluate, run
@@ -89,6 +97,9 @@ from .common import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_NO_INPUT,
+    EXIT_OK,
+    EXIT_OUTPUT,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     PROG,
     CliError,
@@ -107,7 +118,7 @@ ERROR_EXITS: tuple[tuple[type[BaseException], int], ...] = (
     (ConfigError, EXIT_USAGE),
     (InputError, EXIT_NO_INPUT),
     (DataError, EXIT_BAD_DATA),
-    (OutputError, EXIT_NO_INPUT),
+    (OutputError, EXIT_OUTPUT),
     (SurveillanceError, EXIT_FEED_FAILED),
 )
 
@@ -130,30 +141,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind like Ctrl-C (temporaries removed, nothing
+    half-published), then exit 143."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args_list
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    code = EXIT_INTERNAL
     try:
         parser = build_parser()
         args = parser.parse_args(args_list)
         _configure_logging(args)
         code = args.func(args)
     except SystemExit as exc:  # argparse --help / usage errors
-        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+        code = int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     except CliError as exc:
         if debug:
             log.debug("error", exc_info=True)
         _error(exc.message)
-        return exc.code
+        code = exc.code
     except SurveillanceError as exc:
         if debug:
             log.debug("error", exc_info=True)
         _error(" ".join(str(exc).split()))
-        return next(code for kind, code in ERROR_EXITS if isinstance(exc, kind))
+        code = next(c for kind, c in ERROR_EXITS if isinstance(exc, kind))
     except KeyboardInterrupt:
-        _error("interrupted")
-        return EXIT_INTERRUPTED
+        _error("interrupted; this run's outputs were not published (the previous ones stand)")
+        code = EXIT_INTERRUPTED
+    except Terminated:
+        _error(
+            "terminated (SIGTERM); this run's outputs were not published (the previous ones stand)"
+        )
+        code = EXIT_TERMINATED
     except BrokenPipeError:
         # the reader of stdout went away (e.g. `| head`): the output is
         # incomplete; point stdout at /dev/null so the interpreter's final
@@ -161,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
+        code = EXIT_BROKEN_PIPE
     except Exception as exc:
         if debug:
             import traceback
@@ -171,9 +200,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"internal error: {type(exc).__name__}: {exc} "
             f"(this is a bug; rerun with --debug for the traceback)"
         )
-        return EXIT_INTERNAL
+        code = EXIT_INTERNAL
     finally:
-        _write_metrics_file()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if not _write_metrics_file() and code == EXIT_OK:
+        code = EXIT_OUTPUT  # the run's figures were asked for and are missing
     return code
 
 
@@ -184,18 +216,22 @@ def _error(message: str) -> None:
 _METRICS_PATH: list[str] = []
 
 
-def _write_metrics_file() -> None:
+def _write_metrics_file() -> bool:
     """Write --metrics at the very end, also after a failure (a failed run's
-    counters are the ones an operator wants)."""
+    counters are the ones an operator wants); False if it could not be written."""
     if not _METRICS_PATH:
-        return
+        return True
     path = _METRICS_PATH.pop()
     from ..observability import metrics
+    from ..pipeline.sinks import atomic_open
 
     try:
-        Path(path).write_text(metrics.render_prometheus(), encoding="utf-8")
-    except OSError as exc:
-        _error(f"cannot write metrics file {path}: {exc.strerror or exc}")
+        with atomic_open(path) as f:
+            f.write(metrics.render_prometheus().encode())
+    except OutputError as exc:
+        _error(f"cannot write metrics file: {exc}")
+        return False
+    return True
 
 
 class _NoTracebacks(logging.Filter):

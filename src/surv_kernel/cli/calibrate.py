@@ -10,8 +10,8 @@ from typing import Any
 from .common import (
     EXIT_BAD_DATA,
     EXIT_FEED_FAILED,
-    EXIT_NO_INPUT,
     EXIT_OK,
+    EXIT_OUTPUT,
     EXIT_USAGE,
     CliError,
     config_from_args,
@@ -71,7 +71,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     try:
         baselines.save(args.out)
     except OSError as exc:
-        raise CliError(EXIT_NO_INPUT, f"cannot write {args.out}: {exc.strerror or exc}") from None
+        raise CliError(EXIT_OUTPUT, f"cannot write {args.out}: {exc.strerror or exc}") from None
     n_groups = sum(len(v) for v in baselines.groups.values())
     own = sum(
         1

@@ -23,6 +23,8 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_NO_INPUT",
     "EXIT_OK",
+    "EXIT_OUTPUT",
+    "EXIT_TERMINATED",
     "EXIT_USAGE",
     "PROG",
     "CliError",
@@ -41,7 +43,9 @@ EXIT_USAGE = 2
 EXIT_NO_INPUT = 3
 EXIT_FEED_FAILED = 4
 EXIT_BAD_DATA = 5
+EXIT_OUTPUT = 6
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 EXIT_BROKEN_PIPE = 141
 
 EXIT_CODES: dict[int, str] = {
@@ -53,7 +57,9 @@ EXIT_CODES: dict[int, str] = {
     EXIT_FEED_FAILED: "a desk feed failed (not JSON, unreadable, timed out); the other desks' "
     "alerts were still written and the failed desks are named",
     EXIT_BAD_DATA: "a baselines or history file is unusable",
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+    EXIT_OUTPUT: "an output (alerts, summary, report, metrics, baselines) could not be written",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); this run's outputs were not published",
+    EXIT_TERMINATED: "terminated (SIGTERM); this run's outputs were not published",
     EXIT_BROKEN_PIPE: "stdout was closed early (e.g. '| head'): the output is incomplete",
 }
 
@@ -265,14 +271,12 @@ def load_baselines(path: str, config: Any) -> Any:
         raise CliError(EXIT_NO_INPUT, f"baselines file not found: {path}")
     try:
         baselines = Baselines.load(p)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+        # DataError (a ValueError) names the file and what is wrong with it
         raise CliError(
             EXIT_BAD_DATA,
-            f"{path} is not a baselines file ({one_line(exc)}); make one with "
-            f"'{PROG} calibrate HISTORY... --out {p.name}'",
+            f"{one_line(exc)}; make baselines with '{PROG} calibrate HISTORY... --out {p.name}'",
         ) from None
-    except ValueError as exc:
-        raise CliError(EXIT_BAD_DATA, f"{path}: {one_line(exc)}") from None
     except OSError as exc:
         raise CliError(
             EXIT_NO_INPUT, f"cannot read baselines file {path}: {exc.strerror}"
@@ -458,6 +462,6 @@ def make_out_dir(path: str) -> Path:
         raise CliError(EXIT_USAGE, f"--out {path} exists and is not a directory") from None
     except OSError as exc:
         raise CliError(
-            EXIT_NO_INPUT, f"cannot create output directory {path}: {exc.strerror}"
+            EXIT_OUTPUT, f"cannot create output directory {path}: {exc.strerror}"
         ) from None
     return p

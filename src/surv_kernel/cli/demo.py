@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from .common import (
@@ -71,18 +72,9 @@ def slug(name: str) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    import msgspec
-
-    from ..evaluation.scenario import evaluate_alerts, generate_day
-    from ..pipeline import (
-        FileSource,
-        JsonLinesSink,
-        LocalEngine,
-        ReportSink,
-        SummarySink,
-        run,
-        summary_dict,
-    )
+    from ..evaluation.scenario import generate_day
+    from ..pipeline import FileSource, JsonLinesSink, LocalEngine, run
+    from ..pipeline.publish import RunDirectory
     from ..pipeline.sinks import atomic_open
     from ..pipeline.sources import FEED_SUFFIXES
 
@@ -122,24 +114,63 @@ def cmd_demo(args: argparse.Namespace) -> int:
         }
         for e in scenario.episodes
     ]
-    with atomic_open(out_dir / "labels.json") as f:
-        f.write(json.dumps(rows, indent=1).encode() + b"\n")
-    generate_s = time.perf_counter() - t0
-
-    alerts_path = out_dir / "alerts.jsonl"
-    result = run(
-        sources,
-        config=config,
-        engine=LocalEngine(max_workers=args.workers, deadline_s=args.desk_timeout),
-        chunk_size=args.chunk_size,
-        sinks=[
-            JsonLinesSink(
-                alerts_path,
-                quarantine=out_dir / "quarantine.jsonl",
-                suppressed=out_dir / "suppressed.jsonl",
-            )
-        ],
+    out = RunDirectory(out_dir)
+    staging = out.begin()
+    try:
+        with atomic_open(staging / "labels.json") as f:
+            f.write(json.dumps(rows, indent=1).encode() + b"\n")
+        generate_s = time.perf_counter() - t0
+        result = run(
+            sources,
+            config=config,
+            engine=LocalEngine(max_workers=args.workers, deadline_s=args.desk_timeout),
+            chunk_size=args.chunk_size,
+            sinks=[
+                JsonLinesSink(
+                    staging / "alerts.jsonl",
+                    quarantine=staging / "quarantine.jsonl",
+                    suppressed=staging / "suppressed.jsonl",
+                    shown_as=out.shown_as,
+                )
+            ],
+        )
+        summary = _evaluate_and_report(
+            args, result, scenario, out, staging, feeds_dir, t0, generate_s
+        )
+        out.commit()
+    except BaseException:
+        out.abort()
+        raise
+    print(
+        f"surv-kernel demo: a synthetic six-desk day (seed {args.seed}, {len(scenario.traders)} "
+        f"traders, {len(scenario.episodes)} injected abuse episodes) through ingest -> detect "
+        "-> report"
     )
+    for line in summary_lines(summary):
+        print(line)
+    print(f"total        {fmt_s(summary['total_s'])}")
+    if result.failures:
+        raise failure_error(result)
+    return EXIT_OK
+
+
+def _evaluate_and_report(
+    args: argparse.Namespace,
+    result: Any,
+    scenario: Any,
+    out: Any,
+    staging: Path,
+    feeds_dir: Path,
+    t0: float,
+    generate_s: float,
+) -> dict[str, Any]:
+    """Score the alerts against the day's labels, then write the report and
+    summary.json with that evaluation in them; returns the summary."""
+    import msgspec
+
+    from ..evaluation.scenario import evaluate_alerts
+    from ..pipeline import ReportSink, SummarySink, summary_dict
+
     t = time.perf_counter()
     ev = evaluate_alerts(result.detection.alerts, scenario)
     result.stages = {
@@ -150,7 +181,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     result.outputs = {
         "feeds": str(feeds_dir),
         **result.outputs,
-        "labels": str(out_dir / "labels.json"),
+        "labels": out.shown_as(staging / "labels.json"),
     }
     extra: dict[str, Any] = {
         "scenario": {
@@ -162,19 +193,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "evaluation": msgspec.to_builtins(ev),
     }
     title = f"surv-kernel demo (seed {args.seed})"
-    ReportSink(out_dir / "report.html", max_charts=args.max_charts, title=title, extra=extra).write(
-        result
-    )
+    ReportSink(
+        staging / "report.html",
+        max_charts=args.max_charts,
+        title=title,
+        extra=extra,
+        shown_as=out.shown_as,
+    ).write(result)
     extra["total_s"] = time.perf_counter() - t0
-    SummarySink(out_dir / "summary.json", extra=extra).write(result)
-    print(
-        f"surv-kernel demo: a synthetic six-desk day (seed {args.seed}, {len(scenario.traders)} "
-        f"traders, {len(scenario.episodes)} injected abuse episodes) through ingest -> detect "
-        "-> report"
-    )
-    for line in summary_lines(summary_dict(result, extra=extra)):
-        print(line)
-    print(f"total        {fmt_s(extra['total_s'])}")
-    if result.failures:
-        raise failure_error(result)
-    return EXIT_OK
+    SummarySink(staging / "summary.json", extra=extra).write(result)
+    return summary_dict(result, extra=extra)

@@ -14,7 +14,6 @@ from .common import (
     config_from_args,
     failure_error,
     load_baselines,
-    make_out_dir,
     nonnegative_int,
     subcommand,
     summary_lines,
@@ -77,27 +76,42 @@ def cmd_run(args: argparse.Namespace) -> int:
         run,
         summary_dict,
     )
+    from ..pipeline.publish import RunDirectory
 
     sources = resolve_feeds(args.feeds)
     config = config_from_args(args)
     baselines = load_baselines(args.baselines, config) if args.baselines else None
-    out_dir = make_out_dir(args.out) if args.out else None
+    out = RunDirectory(args.out) if args.out else None
+    staging = out.begin() if out is not None else None
+    shown_as = out.shown_as if out is not None else str
     if args.quarantine:
         quarantine_path = Path(args.quarantine)
     else:
-        quarantine_path = (out_dir or Path(".")) / "quarantine.jsonl"
+        quarantine_path = (staging or Path(".")) / "quarantine.jsonl"
     progress = Progress(sum(s.size or 0 for s in sources), len(sources), args.progress)
     sinks: list[Any] = [
         JsonLinesSink(
-            out_dir / "alerts.jsonl" if out_dir is not None else sys.stdout.buffer,
+            staging / "alerts.jsonl" if staging is not None else sys.stdout.buffer,
             quarantine=quarantine_path,
-            suppressed=out_dir / "suppressed.jsonl" if out_dir is not None else None,
+            suppressed=staging / "suppressed.jsonl" if staging is not None else None,
+            shown_as=shown_as,
         )
     ]
     if args.report:
-        sinks.append(ReportSink(args.report, max_charts=args.max_charts, title="surv-kernel run"))
-    if out_dir is not None:
-        sinks.append(SummarySink(out_dir / "summary.json"))
+        report = Path(args.report)
+        if (
+            out is not None
+            and staging is not None
+            and report.parent.resolve() == out.root.resolve()
+        ):
+            report = staging / report.name  # DIR/report.html: part of the published set
+        sinks.append(
+            ReportSink(
+                report, max_charts=args.max_charts, title="surv-kernel run", shown_as=shown_as
+            )
+        )
+    if staging is not None:
+        sinks.append(SummarySink(staging / "summary.json"))
     try:
         result = run(
             sources,
@@ -109,6 +123,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress=progress,
             sinks=sinks,
         )
+        if out is not None:
+            if result.reads:
+                out.commit()
+            else:  # nothing analysed: an empty set must not replace a good one
+                out.abort()
+    except BaseException:
+        if out is not None:
+            out.abort()
+        raise
     finally:
         progress.close()
     if result.reads or not result.failures:

@@ -9,6 +9,8 @@ scoring kernel (batch and stream alike). See the model's docstring
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -20,6 +22,7 @@ import numpy as np
 
 from .. import dtypes
 from ..batch import TradeBatch
+from ..errors import DataError
 from ..kernels import scoring as kernels
 from ..windows import MAD_TO_SIGMA, WindowStats, group_median_mad, window_stats
 from .config import DetectionConfig
@@ -54,6 +57,8 @@ OWN, PEER_DESK, PEER_CLASS, FLOOR_ONLY = (
     kernels.FLOOR_ONLY,
 )
 SOURCE_NAMES = ("own", "peer:desk", "peer:asset_class", "floor-only")
+
+log = logging.getLogger(__name__)
 
 
 class BaselineStat(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -103,19 +108,91 @@ class Baselines(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     version: int = 1
 
     def to_bytes(self, format: str = "json") -> bytes:
-        if format == "json":
-            return msgspec.json.encode(self)
-        if format == "msgpack":
-            return msgspec.msgpack.encode(self)
-        raise ValueError(f"format must be 'json' or 'msgpack', got {format!r}")
+        """The baselines in an envelope carrying the SHA-256 of their encoding,
+        so a file damaged or edited after :func:`calibrate` wrote it is refused."""
+        enc = _codec(format)[0]
+        payload = enc(self)
+        digest = hashlib.sha256(payload).hexdigest()
+        return enc(_Envelope(BASELINES_FORMAT, digest, msgspec.Raw(payload)))
 
     @classmethod
     def from_bytes(cls, data: bytes, format: str = "json") -> Baselines:
-        if format == "json":
-            return msgspec.json.decode(data, type=cls)
-        if format == "msgpack":
-            return msgspec.msgpack.decode(data, type=cls)
-        raise ValueError(f"format must be 'json' or 'msgpack', got {format!r}")
+        """Decode, verify the checksum and the version, validate every value;
+        anything wrong is one :class:`~surv_kernel.errors.DataError` saying what.
+        Files written before the envelope existed (no checksum) are read after
+        the same validation, with a warning."""
+        enc, dec = _codec(format)
+        try:
+            head = dec(data)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            raise DataError(f"not a baselines file: {exc}") from None
+        if isinstance(head, dict) and "format" in head:
+            try:
+                env = dec(data, type=_Envelope)
+            except msgspec.DecodeError as exc:
+                raise DataError(f"not a baselines file: {exc}") from None
+            if env.format != BASELINES_FORMAT:
+                raise DataError(f"not a baselines file: format {env.format!r}")
+            payload = bytes(env.baselines)
+            if hashlib.sha256(payload).hexdigest() != env.sha256:
+                raise DataError(
+                    "baselines checksum mismatch: the file was changed or damaged after "
+                    "calibrate wrote it; recalibrate"
+                )
+        else:
+            payload = data
+            log.warning(
+                "baselines without a checksum (written before checksums existed): values "
+                "validated, recalibrate to get a verifiable file",
+                extra={"event": "baselines_unverified"},
+            )
+        fields = head if payload is data else dec(payload)
+        if not isinstance(fields, dict):
+            raise DataError(f"not a baselines file: a {type(fields).__name__}, not an object")
+        # the version first: a newer schema's fields would only say "unknown field"
+        version = fields.get("version", 1)
+        if version not in READABLE_VERSIONS:
+            raise DataError(
+                f"baselines version {version!r}; this code reads versions "
+                f"{list(READABLE_VERSIONS)}: recalibrate with this version"
+            )
+        try:
+            baselines = dec(payload, type=cls)
+        except msgspec.DecodeError as exc:
+            raise DataError(f"not a baselines file: {exc}") from None
+        baselines.validate()
+        return baselines
+
+    def validate(self) -> None:
+        """Every number finite and >= 0, counts whole, the window positive;
+        raises :class:`~surv_kernel.errors.DataError` naming the first bad value."""
+        if not (math.isfinite(self.window_minutes) and self.window_minutes > 0):
+            raise DataError(f"baselines window_minutes = {self.window_minutes!r}: must be > 0")
+        if self.min_windows < 1:
+            raise DataError(f"baselines min_windows = {self.min_windows!r}: must be >= 1")
+        if self.version not in READABLE_VERSIONS:
+            raise DataError(
+                f"baselines version {self.version!r}; this code reads {list(READABLE_VERSIONS)}"
+            )
+
+        def check(where: str, stat: BaselineStat) -> None:
+            for name in ("median", "mad", "time_median", "rel_scale", "window_mad"):
+                v = getattr(stat, name)
+                if v is not None and not (math.isfinite(v) and v >= 0):
+                    raise DataError(
+                        f"baselines {where}: {name} = {v!r} (must be a finite number >= 0)"
+                    )
+            if stat.n < 0:
+                raise DataError(f"baselines {where}: n = {stat.n!r} (must be >= 0)")
+
+        for trader, books in self.groups.items():
+            for ac, stat in books.items():
+                check(f"groups[{trader!r}][{ac!r}]", stat)
+        for ac, desks in self.desk_peers.items():
+            for desk, stat in desks.items():
+                check(f"desk_peers[{ac!r}][{desk!r}]", stat)
+        for ac, stat in self.class_peers.items():
+            check(f"class_peers[{ac!r}]", stat)
 
     @staticmethod
     def format_of(path: str | os.PathLike[str]) -> str:
@@ -135,7 +212,32 @@ class Baselines(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Baselines:
-        return cls.from_bytes(Path(path).read_bytes(), cls.format_of(path))
+        """Read and verify ``path`` (see :meth:`from_bytes`); a problem names the file."""
+        data = Path(path).read_bytes()
+        try:
+            return cls.from_bytes(data, cls.format_of(path))
+        except DataError as exc:
+            raise DataError(f"{path}: {exc}") from None
+
+
+#: What :meth:`Baselines.to_bytes` writes around the baselines.
+BASELINES_FORMAT = "surv_kernel.baselines"
+#: Versions of the Baselines schema this code reads.
+READABLE_VERSIONS = (1,)
+
+
+class _Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    format: str
+    sha256: str  # of the encoded baselines, exactly as stored
+    baselines: msgspec.Raw
+
+
+def _codec(format: str) -> tuple[Any, Any]:
+    if format == "json":
+        return msgspec.json.encode, msgspec.json.decode
+    if format == "msgpack":
+        return msgspec.msgpack.encode, msgspec.msgpack.decode
+    raise ValueError(f"format must be 'json' or 'msgpack', got {format!r}")
 
 
 class CodeBaselines(NamedTuple):

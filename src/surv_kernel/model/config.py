@@ -13,6 +13,10 @@ from .. import dtypes
 __all__ = ["POLICIES", "DetectionConfig", "check_baselines", "resolve_config"]
 
 POLICIES = ("robust", "static")
+#: Longest window: ``t - W`` and ``watermark + W`` must stay inside int64 ns.
+MAX_WINDOW_NS = 2**60
+#: Largest floor multiplier: beyond it every floor is above any real window.
+MAX_THRESHOLD_MULTIPLIER = 1e9
 
 
 class DetectionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -71,6 +75,18 @@ class DetectionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
         for name in ("window_minutes", "threshold_multiplier", "z_level", "ratio_level"):
             positive(name)
+        # the window in int64 nanoseconds, with room for t - W and wm + W
+        if self.window_minutes * dtypes.NS_PER_MINUTE > MAX_WINDOW_NS:
+            raise ValueError(
+                f"DetectionConfig.window_minutes must be at most {MAX_WINDOW_NS / 6e10:.4g} "
+                f"(2**60 ns, about 36 years), got {self.window_minutes!r}"
+            )
+        if self.threshold_multiplier > MAX_THRESHOLD_MULTIPLIER:
+            raise ValueError(
+                f"DetectionConfig.threshold_multiplier must be at most "
+                f"{MAX_THRESHOLD_MULTIPLIER:g} (a floor no trade can reach switches detection "
+                f"off), got {self.threshold_multiplier!r}"
+            )
         if self.policy not in POLICIES:
             raise ValueError(
                 f"DetectionConfig.policy must be one of {POLICIES}, got {self.policy!r}"

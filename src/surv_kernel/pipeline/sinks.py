@@ -13,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -49,18 +50,23 @@ def _encoder() -> msgspec.json.Encoder:
 
 @contextlib.contextmanager
 def atomic_open(path: str | Path) -> Iterator[IO[bytes]]:
-    """Write to ``path.tmp`` and rename: a reader never sees half a file.
-    A failure is an :class:`~surv_kernel.errors.OutputError` naming the path."""
+    """Write to ``path.tmp``, fsync, rename: a reader never sees half a file,
+    and an interrupted write (Ctrl-C, SIGTERM, an error) leaves no ``.tmp``.
+    A failure to write is an :class:`~surv_kernel.errors.OutputError`."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "wb") as f:
             yield f
+            f.flush()
+            os.fsync(f.fileno())
         tmp.replace(path)
-    except OSError as exc:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        if isinstance(exc, OSError) and not isinstance(exc, OutputError):
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise
 
 
 def write_alerts(result: RunResult, out: IO[bytes]) -> list[dict[str, Any]]:
@@ -113,10 +119,12 @@ class JsonLinesSink:
         *,
         quarantine: str | Path | None = None,
         suppressed: str | Path | None = None,
+        shown_as: Callable[[Path], str] = str,
     ) -> None:
         self.alerts = alerts
         self.quarantine = quarantine
         self.suppressed = suppressed
+        self.shown_as = shown_as
         self.alert_dicts: list[dict[str, Any]] = []
 
     def write(self, result: RunResult) -> dict[str, str]:
@@ -125,17 +133,17 @@ class JsonLinesSink:
         if isinstance(self.alerts, (str, Path)):
             with atomic_open(self.alerts) as f:
                 self.alert_dicts = write_alerts(result, f)
-            outputs["alerts"] = str(self.alerts)
+            outputs["alerts"] = self.shown_as(Path(self.alerts))
         else:
             self.alert_dicts = write_alerts(result, self.alerts)
             outputs["alerts"] = "stdout"
         result.alerts_written_at = time.perf_counter()
         if self.quarantine is not None:
             write_quarantine(result.quarantine, self.quarantine)
-            outputs["quarantine"] = str(self.quarantine)
+            outputs["quarantine"] = self.shown_as(Path(self.quarantine))
         if self.suppressed is not None:
             write_suppressed(result.detection.suppressed, self.suppressed)
-            outputs["suppressed"] = str(self.suppressed)
+            outputs["suppressed"] = self.shown_as(Path(self.suppressed))
         result.stages["write"] = result.stages.get("write", 0.0) + time.perf_counter() - t0
         return outputs
 
@@ -150,17 +158,19 @@ class ReportSink:
         max_charts: int = 50,
         title: str = "surv-kernel run",
         extra: dict[str, Any] | None = None,
+        shown_as: Callable[[Path], str] = str,
     ) -> None:
         self.path = Path(path)
         self.max_charts = max_charts
         self.title = title
         self.extra = extra
+        self.shown_as = shown_as
 
     def write(self, result: RunResult) -> dict[str, str]:
         from .. import report
 
         t0 = time.perf_counter()
-        result.outputs["report"] = str(self.path)
+        result.outputs["report"] = self.shown_as(self.path)
         summary = summary_dict(result, extra=self.extra)
         try:
             report.write_report(
@@ -176,7 +186,7 @@ class ReportSink:
         except OSError as exc:
             raise OutputError(f"cannot write report {self.path}: {exc.strerror or exc}") from None
         result.stages["report"] = time.perf_counter() - t0
-        return {"report": str(self.path)}
+        return {"report": self.shown_as(self.path)}
 
 
 class SummarySink:
