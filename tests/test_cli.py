@@ -109,7 +109,7 @@ def test_console_script_when_installed(tmp_path):
         (["run", "good.json", "--window-minutes", "-5"], 2, "must be a finite number > 0"),
         (["run", "good.json", "--baselines", "nope.json"], 3, "baselines file not found"),
         (["run", "good.json", "--baselines", "good.json"], 5, "not a baselines file"),
-        (["run", "good.json", "--baselines", "v2.json"], 5, "baselines version 2"),
+        (["run", "good.json", "--baselines", "v9.json"], 5, "baselines version 9"),
         (["run", "good.json", "--baselines", "negative.json"], 5, "mad = -5.0"),
         (["run", "good.json", "--window-minutes", "1e300"], 2, "window_minutes must be at most"),
         (["run", "good.json", "--out", "good.json"], 6, "exists and is not a directory"),
@@ -146,7 +146,7 @@ def test_errors_are_one_clear_line_with_their_exit_code(tmp_path, args, code, me
         "desk_peers": {},
         "class_peers": {},
     }
-    (tmp_path / "v2.json").write_text(json.dumps({**baselines, "version": 2}))
+    (tmp_path / "v9.json").write_text(json.dumps({**baselines, "version": 9}))
     negative = {**baselines, "groups": {"TR1": {"equity": {**stat, "mad": -5.0}}}}
     (tmp_path / "negative.json").write_text(json.dumps(negative))
     r = cli(*args, cwd=tmp_path)

@@ -1,7 +1,8 @@
 """The alert model: robust baselines, breaching windows, episodes, explained alerts.
 
 Modules, in the order data flows through them: :mod:`.config` (settings),
-:mod:`.baselines` (what is normal: calibrate, resolve), :mod:`.scoring` (the
+:mod:`.baselines` (what is normal: the statistics, resolve), :mod:`.profiles`
+(each desk's normal day), :mod:`.calibrate` (both from history), :mod:`.scoring` (the
 breach test), :mod:`.episodes` (the merge rule and peaks), :mod:`.alerts`
 (the records), :mod:`.volume` (the volume-window detector), :mod:`.detector`
 (the Detector seam and the registry).
@@ -98,12 +99,13 @@ from .baselines import (
     Baselines,
     BaselineStat,
     baseline_stats,
-    calibrate,
     group_codes,
 )
+from .calibrate import calibrate
 from .config import POLICIES, DetectionConfig
 from .detector import DETECTORS, Detector, VolumeDetector, make_detector
 from .episodes import episode_starts
+from .profiles import DeskProfile
 from .scoring import SCALE_NAMES
 from .volume import detect, detect_from_stats
 
@@ -121,6 +123,7 @@ __all__ = [
     "Alert",
     "BaselineStat",
     "Baselines",
+    "DeskProfile",
     "Detection",
     "DetectionConfig",
     "Detector",

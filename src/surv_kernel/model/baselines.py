@@ -1,6 +1,6 @@
 """Baselines: what is normal for each (trader, asset class) and its peers.
 
-:func:`calibrate` makes :class:`Baselines` from history; detection without
+:func:`surv_kernel.model.calibrate` makes :class:`Baselines` from history; detection without
 them computes the same statistics from the batch (:func:`baselines_from_batch`);
 :func:`resolve_baselines` turns name-keyed baselines into code arrays for the
 scoring kernel (batch and stream alike). See the model's docstring
@@ -24,8 +24,9 @@ from .. import dtypes
 from ..batch import TradeBatch
 from ..errors import DataError
 from ..kernels import scoring as kernels
-from ..windows import MAD_TO_SIGMA, WindowStats, group_median_mad, window_stats
+from ..windows import MAD_TO_SIGMA, WindowStats, group_median_mad
 from .config import DetectionConfig
+from .profiles import N_BUCKETS, DeskProfile
 
 __all__ = [
     "FENCE_RATIO",
@@ -39,11 +40,12 @@ __all__ = [
     "Baselines",
     "CodeBaselines",
     "baseline_stats",
+    "baseline_stats_with_thinned_mad",
     "baselines_from_batch",
     "build_baselines",
-    "calibrate",
     "check_notional",
     "group_codes",
+    "main_desk",
     "main_desk_of_counts",
     "peer_tables",
     "resolve_baselines",
@@ -106,6 +108,8 @@ class Baselines(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     desk_peers: dict[str, dict[str, BaselineStat]]
     class_peers: dict[str, BaselineStat]
     version: int = 1
+    #: desk -> its normal day by time of day (version 2; see :mod:`.profiles`)
+    desks: dict[str, DeskProfile] = {}
 
     def to_bytes(self, format: str = "json") -> bytes:
         """The baselines in an envelope carrying the SHA-256 of their encoding,
@@ -193,6 +197,20 @@ class Baselines(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 check(f"desk_peers[{ac!r}][{desk!r}]", stat)
         for ac, stat in self.class_peers.items():
             check(f"class_peers[{ac!r}]", stat)
+        for desk, prof in self.desks.items():
+            where = f"desks[{desk!r}]"
+            if prof.days < 1 or not (0.0 <= prof.min_day_ratio <= 1.0):
+                raise DataError(f"baselines {where}: days {prof.days}, ratio {prof.min_day_ratio}")
+            for name in ("records", "notional_usd"):
+                values = getattr(prof, name)
+                if len(values) != N_BUCKETS or not all(math.isfinite(v) and v >= 0 for v in values):
+                    raise DataError(
+                        f"baselines {where}: {name} must be {N_BUCKETS} finite numbers >= 0"
+                    )
+            if not (
+                math.isfinite(prof.floor_episodes_per_day) and prof.floor_episodes_per_day >= 0
+            ):
+                raise DataError(f"baselines {where}: floor_episodes_per_day must be >= 0")
 
     @staticmethod
     def format_of(path: str | os.PathLike[str]) -> str:
@@ -222,8 +240,10 @@ class Baselines(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 #: What :meth:`Baselines.to_bytes` writes around the baselines.
 BASELINES_FORMAT = "surv_kernel.baselines"
+#: The Baselines schema this code writes: 2 added ``desks`` (desk profiles).
+BASELINES_VERSION = 2
 #: Versions of the Baselines schema this code reads.
-READABLE_VERSIONS = (1,)
+READABLE_VERSIONS = (1, 2)
 
 
 class _Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -269,7 +289,7 @@ def group_codes(batch: TradeBatch) -> tuple[np.ndarray, int, int]:
     return codes, n_ac, n_groups
 
 
-def _main_desk(codes: np.ndarray, desk: np.ndarray, n_groups: int, desk_names: tuple) -> np.ndarray:
+def main_desk(codes: np.ndarray, desk: np.ndarray, n_groups: int, desk_names: tuple) -> np.ndarray:
     """The desk with most trades per group (ties: smallest desk name), -1 for
     empty groups. Order-independent, so peers do not depend on input order."""
     counts = np.zeros((n_groups, max(len(desk_names), 1)), np.int64)
@@ -396,12 +416,12 @@ def baseline_stats(
     (detect: groups with a floor-passing window); the others get ``median =
     m_t`` and ``mad = mad_t``. Groups without windows get NaN and n = 0.
     """
-    median, mad, counts, m_t, _ = _baseline_stats(ws, scale_rel, trim)
+    median, mad, counts, m_t, _ = baseline_stats_with_thinned_mad(ws, scale_rel, trim)
     return median, mad, counts, m_t
 
 
-def _baseline_stats(
-    ws: WindowStats, scale_rel: float, trim: np.ndarray | None
+def baseline_stats_with_thinned_mad(
+    ws: WindowStats, scale_rel: float, trim: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`baseline_stats` plus the thinned MAD ``mad_t`` (peers use the
     thinned statistics: they do not depend on which groups were trimmed)."""
@@ -429,40 +449,6 @@ def _baseline_stats(
     return median, mad, counts, m_t, mad_t
 
 
-def calibrate(history: TradeBatch, config: DetectionConfig | None = None) -> Baselines:
-    """Baselines from ``history`` (one or more past days of trades).
-
-    Own baselines for every (trader, asset class) seen, with their window
-    counts (``detect`` decides cold start with its own ``min_windows``), and
-    peer baselines over the groups with at least ``config.min_windows``
-    windows. O(n) after the window sort.
-    """
-    cfg = config if config is not None else DetectionConfig()
-    if not isinstance(history, TradeBatch):
-        raise TypeError(f"history must be a TradeBatch, got {type(history).__name__}")
-    check_notional(history)
-    d = history.dictionaries
-    codes, n_ac, n_groups = group_codes(history)
-    ws = window_stats(codes, history.timestamp_ns, history.notional_usd, cfg.window_ns, n_groups)
-    median, mad, n_win, m_t, mad_t = _baseline_stats(ws, cfg.scale_rel, None)
-    g = np.arange(n_groups)
-    return build_baselines(
-        cfg,
-        d.trader.values,
-        d.asset_class.values,
-        d.desk.values,
-        g // n_ac,
-        g % n_ac,
-        np.flatnonzero(n_win > 0),
-        median,
-        mad_t,
-        n_win,
-        m_t,
-        mad,
-        _main_desk(codes, history.desk, n_groups, d.desk.values),
-    )
-
-
 def build_baselines(
     cfg: DetectionConfig,
     traders: Sequence[str],
@@ -477,6 +463,7 @@ def build_baselines(
     time_median: np.ndarray,
     window_mad: np.ndarray | None,
     group_desk: np.ndarray,
+    desk_profiles: dict[str, DeskProfile] | None = None,
 ) -> Baselines:
     """:class:`Baselines` from per-group statistics over a group index space
     (``group_trader`` / ``group_ac`` / ``group_desk`` codes into the name
@@ -523,6 +510,8 @@ def build_baselines(
         group_desk=gdesk,
         desk_peers=desk_peers,
         class_peers={asset_classes[ac]: s for ac, s in class_p.items()},
+        version=BASELINES_VERSION,
+        desks=desk_profiles or {},
     )
 
 
@@ -536,14 +525,14 @@ def baselines_from_batch(
     trim: np.ndarray,
 ) -> CodeBaselines:
     n_groups = len(ws.group_offsets) - 1
-    median, mad, n_win, m_t, mad_t = _baseline_stats(ws, cfg.scale_rel, trim)
+    median, mad, n_win, m_t, mad_t = baseline_stats_with_thinned_mad(ws, cfg.scale_rel, trim)
     own_ok = (n_win >= cfg.min_windows) & np.isfinite(median)
     desk_names = batch.dictionaries.desk.values
     n_desk = max(len(desk_names), 1)
     desk_p: dict[tuple[int, int], BaselineStat] = {}
     class_p: dict[int, BaselineStat] = {}
     if need_peers(n_win):
-        group_desk = _main_desk(codes, batch.desk, n_groups, desk_names)
+        group_desk = main_desk(codes, batch.desk, n_groups, desk_names)
         desk_p, class_p = peer_tables(
             m_t,
             mad_t,

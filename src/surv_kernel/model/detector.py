@@ -18,7 +18,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..batch import TradeBatch
 from .alerts import Detection
-from .baselines import Baselines, calibrate
+from .baselines import Baselines
+from .calibrate import calibrate
 from .config import DetectionConfig, resolve_config
 from .volume import detect
 

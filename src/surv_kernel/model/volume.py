@@ -30,10 +30,10 @@ from .config import DetectionConfig, check_baselines, resolve_config
 from .episodes import episode_starts, segment_argmax
 from .scoring import score_windows
 
-__all__ = ["detect", "detect_from_stats"]
+__all__ = ["detect", "detect_from_stats", "floor_rows", "floors_of"]
 
 
-def _floors(batch: TradeBatch, offsets: np.ndarray, n_ac: int) -> np.ndarray:
+def floors_of(batch: TradeBatch, offsets: np.ndarray, n_ac: int) -> np.ndarray:
     """Asset-class floors by code (inf for classes without trades); raises
     UnknownAssetClassError for a class that has trades but no floor. Reads
     the group sizes, not the n-long asset class column."""
@@ -72,6 +72,20 @@ def detect(
     codes, n_ac, n_groups = group_codes(batch)
     ws = window_stats(codes, batch.timestamp_ns, batch.notional_usd, cfg.window_ns, n_groups)
     return detect_from_stats(batch, ws, codes, cfg, baselines)
+
+
+def floor_rows(
+    ws: WindowStats, floors: np.ndarray, n_ac: int, cfg: DetectionConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """The floor-passing windows: their sorted-order rows and groups, grouped
+    and time-ordered (``floors`` by asset-class code, see :func:`floors_of`)."""
+    n = len(ws.sums)
+    n_groups = len(ws.group_offsets) - 1
+    group_floor = floors[np.arange(n_groups) % n_ac] * cfg.threshold_multiplier
+    rows = np.empty(n, np.int64)
+    rows_g = np.empty(n, np.int64)
+    m = kernels.rows_above(ws.sums, ws.group_offsets, group_floor, rows, rows_g)
+    return rows[:m].copy(), rows_g[:m].copy()
 
 
 class _Rows(NamedTuple):
@@ -124,15 +138,11 @@ def detect_from_stats(
     n_ac = max(len(d.asset_class), 1)
     off = ws.group_offsets
     n_groups = len(off) - 1
-    floors = _floors(batch, off, n_ac)
+    floors = floors_of(batch, off, n_ac)
 
     # 1. static floor, every window: one jitted pass
-    group_floor = floors[np.arange(n_groups) % n_ac] * cfg.threshold_multiplier
-    rows = np.empty(n, np.int64)
-    rows_g = np.empty(n, np.int64)
-    m = kernels.rows_above(ws.sums, off, group_floor, rows, rows_g)
-    F, Fg = rows[:m].copy(), rows_g[:m].copy()  # sorted-order rows, grouped, time-ordered
-    del rows, rows_g
+    F, Fg = floor_rows(ws, floors, n_ac, cfg)
+    m = len(F)
     if m == 0:
         return Detection([], [], n, 0)
 
