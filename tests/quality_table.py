@@ -53,6 +53,7 @@ Measured on the current model: filled in below by the evaluation commit.
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import sys
 import time
@@ -95,9 +96,16 @@ class Case:
     history: TradeBatch  # the prior days, one Dictionaries
     n_active: int  # traders with a trade on the test day
     kinds: list[str]  # per episode
+    actors: list[str]  # per episode: the trader's kind (session: style) as the generator drew it
     intensity: list[float]  # per episode: injected window / normal (NaN: no normal)
     describe: Callable[[Any], str]  # a false alarm's context (trader kind, look-alike)
     seconds: float = 0.0  # generating and decoding
+
+    @functools.cached_property
+    def clock(self) -> dict[str, int]:
+        """Trade id -> the timestamp (ns) in the decoded test-day batch."""
+        b = self.batch
+        return dict(zip(b.trade_id.tolist(), b.timestamp_ns.tolist(), strict=True))
 
 
 def _history_dates(test: str, n: int) -> list[str]:
@@ -150,6 +158,7 @@ def scenario_case(seed: int, n_traders: int, history_days: int, history_episodes
     return Case(
         "scenario", seed, n_traders, day, batch, apart, TradeBatch.concat(hist),
         len(np.unique(batch.trader)), [e.kind for e in day.episodes],
+        [kind_of[e.trader_id] for e in day.episodes],
         [e.injected_usd / e.normal_window_usd for e in day.episodes],
         lambda a: kind_of[a.trader_id], time.perf_counter() - t0,
     )  # fmt: skip
@@ -174,6 +183,7 @@ def alt_case(seed: int, n_traders: int, history_days: int, history_episodes: int
     return Case(
         "alt", seed, n_traders, day, batch, apart, _feeds_batch(hist),
         len(np.unique(batch.trader)), [e.kind for e in day.episodes],
+        [day.book_kind[(e.trader_id, e.asset_class)] for e in day.episodes],
         [e.target_usd / e.normal_usd if e.normal_usd > 0 else math.nan for e in day.episodes],
         lambda a: str(day.book_kind.get((a.trader_id, a.asset_class))),
         time.perf_counter() - t0,
@@ -192,6 +202,7 @@ def session_case(seed: int, n_traders: int, history_days: int, history_episodes:
     return Case(
         "session", seed, n_traders, day, batch, apart, h.batch(),
         len(np.unique(batch.trader)), [e.kind for e in day.episodes],
+        [day.traders[e.trader_id].style for e in day.episodes],
         [e.intensity for e in day.episodes], lambda a: session_context(day, a),
         time.perf_counter() - t0,
     )  # fmt: skip
@@ -201,35 +212,43 @@ CASES = {"scenario": scenario_case, "alt": alt_case, "session": session_case}
 
 
 def session_context(day: Any, alert: Any) -> str:
-    """What a false alarm on a session day is: the first benign look-alike it hits
-    (most specific first), else the trader's style."""
+    """What a false alarm on a session day is: the first benign look-alike it hits,
+    most specific first, else the trader's style. Desk events count when the alert's
+    peak window overlaps them: the first or last half hour of the session, the ten
+    minutes after a macro release the desk watches."""
     from session_scenarios import SESSION_DESKS
 
     tr = day.traders[alert.trader_id]
+    style = f"({tr.style})"
     looks = {day.lookalikes[t] for t in alert.trades if t in day.lookalikes}
-    if tr.start_day == day.index and day.index > 0:
-        return f"newcomer ({tr.style})"
-    if tr.dormant:
-        return f"dormant back ({tr.style})"
-    if alert.trader_id in day.elevated:
-        return f"elevated day ({tr.style})"
-    if "busy_half_hour" in looks:
-        return "busy half hour (large)"
-    if "large_order" in looks:
-        return f"large ordinary order ({tr.style})"
-    if "auction" in looks:
-        return f"auction print ({tr.style})"
     code = alert.trades[-1].split("-", 1)[0]
     desk = next(d for d in SESSION_DESKS if d.code == code)
-    hour = (alert.peak_ns // 1_000_000_000 % 86400) / 3600
+    end = (alert.peak_ns // 1_000_000_000 % 86400) / 3600
+    start = end - day.window_minutes / 60
     o, c = desk.hours_utc
-    if not desk.round_the_clock and (hour < o + 0.5 or hour > c - 0.5):
-        return f"open/close half hour ({tr.style})"
-    if any(r in desk.watches and r <= hour < r + 0.5 for r in day.releases):
-        return f"macro release ({tr.style})"
+    if tr.start_day == day.index and day.index > 0:
+        return f"newcomer {style}"
+    if tr.dormant:
+        return f"dormant back {style}"
+    if alert.trader_id in day.elevated:
+        return f"elevated day {style}"
+    if "busy_half_hour" in looks:
+        return f"busy half hour {style}"
+    if "large_order" in looks:
+        return f"large ordinary order {style}"
+    if "auction" in looks:
+        return f"auction print {style}"
+    if day.day_factor.get(alert.trader_id, 1.0) >= 1.6:
+        return f"busy day for the trader (>= 1.6x) {style}"
+    if not desk.round_the_clock and (start < o + 0.5 or end > c - 0.5):
+        return f"open/close half hour {style}"
+    if any(r in desk.watches and start < r + 1 / 6 and end >= r for r in day.releases):
+        return f"macro release {style}"
+    if day.desk_level[desk.name] >= 1.3:
+        return f"busy desk day (>= 1.3x) {style}"
     if tr.start_day > 0:
-        return f"joined this week ({tr.style})"
-    return f"ordinary ({tr.style})"
+        return f"joined this week {style}"
+    return f"ordinary {style}"
 
 
 # -- scoring ----------------------------------------------------------------------------
@@ -257,8 +276,9 @@ def _intensity_bin(x: float) -> str:
 
 def _miss_cause(case: Case, e: int, alerts, suppressed, cfg: DetectionConfig, path: str) -> str:
     ep = case.day.episodes[e]
-    ts = case.day.timestamps_by_trade_id()
-    last = max(ts[t] for t in ep.trade_ids)  # its window holds every injected trade
+    # on the clock the model saw (ingest's ns), not the generator's: a one-window
+    # episode ends exactly at its last injected trade
+    last = max(case.clock[t] for t in ep.trade_ids)  # its window holds every injected trade
 
     def mine(x) -> bool:
         return x.trader_id == ep.trader_id and x.asset_class == ep.asset_class
@@ -307,7 +327,8 @@ def score_case(case: Case, config: DetectionConfig | None = None) -> list[Outcom
                     got[0] += i not in missed
                     got[1] += 1
             misses = [
-                f"{case.kinds[i]}: {_miss_cause(case, i, alerts, suppressed, cfg, path)}"
+                f"{case.kinds[i]} ({case.actors[i]}):"
+                f" {_miss_cause(case, i, alerts, suppressed, cfg, path)}"
                 for i in sorted(missed)
             ]
             fas = []
@@ -441,13 +462,13 @@ def table(
 
 def format_rows(rows: Sequence[Row], causes: int = 6) -> str:
     head = (
-        f"{'generator':<9}{'traders':>8} {'mode':<11}{'path':<9}{'prec':>6}{'recall':>7}"
+        f"{'generator':<9}{'n':>5} {'mode':<11}{'path':<9}{'prec':>6}{'recall':>7}"
         f"{'minP':>6}{'minR':>6}{'al/ep':>6}{'FA/1k':>7}{'alerts':>7}{'FA':>5}{'eps':>5}"
     )
     lines = [head]
     for r in rows:
         lines.append(
-            f"{r.generator:<9}{r.n_traders:>8} {r.mode:<11}{r.path:<9}{r.precision:6.3f}"
+            f"{r.generator:<9}{r.n_traders:>5} {r.mode:<11}{r.path:<9}{r.precision:6.3f}"
             f"{r.recall:7.3f}{r.min_precision:6.2f}{r.min_recall:6.2f}"
             f"{r.alerts_per_detected_episode:6.2f}{r.false_alerts_per_1000_trader_days:7.2f}"
             f"{r.n_alerts:7d}{r.false_alerts:5d}{r.episodes:5d}"
@@ -494,6 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--history-episodes", type=int, default=2, help="per history day")
     ap.add_argument("--causes", type=int, default=6, help="causes listed per row")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
+    ap.add_argument("--save", help="also write the rows as JSON to this file")
     args = ap.parse_args(argv)
     gens = args.generators.split(",")
     unknown = set(gens) - set(GENERATORS)
@@ -512,11 +534,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         history_episodes=args.history_episodes,
         log=sys.stderr,
     )
-    if args.json:
-        print(msgspec.json.encode([asdict(r) for r in rows]).decode())
-    else:
-        print(format_rows(rows, args.causes))
+    data = msgspec.json.encode([asdict(r) for r in rows])
+    if args.save:
+        with open(args.save, "wb") as f:
+            f.write(data)
+    print(data.decode() if args.json else format_rows(rows, args.causes))
     return 0
+
+
+def load_rows(path: str) -> list[Row]:
+    """Rows saved by ``--save`` (NaN comes back from JSON null)."""
+    with open(path, "rb") as f:
+        items = msgspec.json.decode(f.read())
+    return [Row(**{k: math.nan if v is None else v for k, v in d.items()}) for d in items]
 
 
 if __name__ == "__main__":

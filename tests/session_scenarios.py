@@ -227,6 +227,7 @@ class SessionDay:
     episodes: tuple[SessionEpisode, ...]
     lookalikes: dict[str, str]  # trade id -> "large_order" / "busy_half_hour" / "auction"
     elevated: frozenset[str]  # traders on an elevated (2-3x) day
+    day_factor: dict[str, float]  # trader -> its order-rate factor today (elevated included)
     releases: tuple[float, ...]  # UTC hours of today's macro releases
     desk_level: dict[str, float]
     traders: Mapping[str, SessionTrader] = field(repr=False)
@@ -973,6 +974,9 @@ def _finish(
         episodes=tuple(episodes),
         lookalikes={ids[i]: LOOKALIKE_NAMES[look[i]] for i in np.flatnonzero(look).tolist()},
         elevated=frozenset(pop.traders[i].trader_id for i in np.flatnonzero(day.elevated)),
+        day_factor={
+            pop.traders[i].trader_id: float(day.factor[i]) for i in np.flatnonzero(day.present)
+        },
         releases=day.releases,
         desk_level={dk.name: float(day.level[k]) for k, dk in enumerate(desks)},
         traders=traders,
