@@ -298,15 +298,27 @@ def generate_alt_day(
     normal: str = "mean",
     window_minutes: float = 30.0,
     threshold_multiplier: float = 3.0,
+    population_seed: int | None = None,
+    date: str | None = None,
 ) -> AltDay:
-    """One labelled day (see the module docstring for the model of the day)."""
+    """One labelled day (see the module docstring for the model of the day).
+
+    Several days of one desk roster (history for ``calibrate``): give each day
+    its own ``seed`` and ``date`` and the same ``population_seed``, which then
+    draws the traders and their books from a stream of its own. Without it (the
+    default) they come from the day's stream, as they always did: outputs of
+    existing calls are unchanged (``tests/golden.py`` hashes them).
+    """
     rng = np.random.default_rng([seed, 0xA17])
+    pop = rng if population_seed is None else np.random.default_rng([population_seed, 0xA17, 1])
     weights = MIXES[mix] if isinstance(mix, str) else mix
     amix = DEFAULT_ABUSE_MIX if abuse_mix is None else abuse_mix
     xmix = DEFAULT_ACTOR_MIX if actor_mix is None else actor_mix
     window_ns = round(window_minutes * 60 * NS)
     # a weekday in June 2024, midnight UTC
     day0 = int(np.datetime64("2024-06-03", "s").astype(np.int64)) + 86400 * (seed % 5)
+    if date is not None:
+        day0 = int(np.datetime64(date, "s").astype(np.int64))
     day0_ns = day0 * NS
     desks = {d.name: d for d in ALT_DESKS}
     by_class: dict[str, list[AltDesk]] = {}
@@ -318,32 +330,32 @@ def generate_alt_day(
     books: list[tuple[str, str, str, dict[str, float]]] = []  # (trader, desk, kind, params)
     order = list(ALT_DESKS)
     for i in range(n_traders):
-        kind = _pick(rng, weights)
+        kind = _pick(pop, weights)
         spec = KINDS[kind]
-        home = order[int(rng.integers(len(order)))]
+        home = order[int(pop.integers(len(order)))]
         book_desks = [home]
         if kind == "cross":  # books in two or three asset classes, other desks
             others = [c for c in by_class if c != home.asset_class]
-            for c in rng.permutation(others)[: int(rng.integers(1, 3))]:
-                book_desks.append(by_class[str(c)][int(rng.integers(len(by_class[str(c)])))])
+            for c in pop.permutation(others)[: int(pop.integers(1, 3))]:
+                book_desks.append(by_class[str(c)][int(pop.integers(len(by_class[str(c)])))])
         for desk in book_desks:
             span_h = desk.session_utc[1] - desk.session_utc[0]
-            rate = _loguniform(rng, *spec.rate) * activity
-            sigma = rng.uniform(*spec.sigma)
-            p_tail = rng.uniform(*tail)
-            alpha = rng.uniform(*tail_alpha)
-            eta = min(rng.uniform(*spec.eta) * clustering, 0.9)
+            rate = _loguniform(pop, *spec.rate) * activity
+            sigma = pop.uniform(*spec.sigma)
+            p_tail = pop.uniform(*tail)
+            alpha = pop.uniform(*tail_alpha)
+            eta = min(pop.uniform(*spec.eta) * clustering, 0.9)
             floor = asset_class_floor(desk.asset_class)
             if kind == "institutional":
                 # a normal half hour of 2-8x the floor: median size from the rate
-                hh = _loguniform(rng, 2.0, 8.0) * floor
+                hh = _loguniform(pop, 2.0, 8.0) * floor
                 per_hh = rate / (2 * span_h)
                 median = hh / max(per_hh, 1.0) / math.exp(sigma**2 / 2)
             else:
-                median = _loguniform(rng, *spec.size) * floor
+                median = _loguniform(pop, *spec.size) * floor
             params = dict(
                 rate=rate, median=median, sigma=sigma, p_tail=p_tail, alpha=alpha, eta=eta,
-                tau=_loguniform(rng, *spec.tau_s),
+                tau=_loguniform(pop, *spec.tau_s),
             )  # fmt: skip
             books.append((f"U{i:04d}", desk.name, kind, params))
 
