@@ -8,16 +8,15 @@ from typing import Any
 
 from ..errors import SurveillanceError
 
-__all__ = ["DeskFailuresError", "DeskOutcome", "DeskRunReport"]
+__all__ = ["DeskFailuresError", "DeskOutcome", "DeskRunReport", "TaskResult"]
 
 
 @dataclass(frozen=True)
-class DeskOutcome:
-    """What happened to one desk of a run (its alerts, or why it has none)."""
+class TaskResult:
+    """One desk's task on the pool: its value, or the error that stopped it."""
 
-    desk_id: Any
-    #: the desk's alerts, or None if it failed (None is never "no alerts")
-    alerts: list[dict[str, Any]] | None
+    key: Any
+    value: Any  # None when the task failed (None is never "no alerts")
     error: BaseException | None
     #: "ok", "feed_unavailable", "bad_feed", "bad_result", "timeout" or "error"
     kind: str
@@ -26,6 +25,19 @@ class DeskOutcome:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+class DeskOutcome(TaskResult):
+    """What happened to one desk of a run: its alerts, or why it has none
+    (``alerts`` is None for a failed desk, never ``[]``)."""
+
+    @property
+    def desk_id(self) -> Any:
+        return self.key
+
+    @property
+    def alerts(self) -> list[dict[str, Any]] | None:
+        return self.value
 
 
 @dataclass(frozen=True)

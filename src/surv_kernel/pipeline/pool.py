@@ -29,12 +29,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError, SurveillanceError
 from ..observability import MetricsRegistry, metrics, serve_metrics_from_env, staged_metrics
 from .fetch import FeedUnavailableError
+from .outcomes import TaskResult
 
 __all__ = [
     "DEFAULT_DESK_DEADLINE_S",
@@ -81,22 +81,6 @@ class DeskDeadlineError(SurveillanceError, TimeoutError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.desk_id, self.deadline_s, self.started))
-
-
-@dataclass(frozen=True)
-class TaskResult:
-    """One desk's task: its value, or the error that stopped it."""
-
-    key: Any
-    value: Any  # None when the task failed (None is never "no alerts")
-    error: BaseException | None
-    #: "ok", "feed_unavailable", "bad_feed", "bad_result", "timeout" or "error"
-    kind: str
-    seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 # glibc mallopt parameters (malloc.h)
