@@ -88,7 +88,7 @@ import threading
 from collections.abc import Sequence
 
 from ..errors import ConfigError, DataError, InputError, OutputError, SurveillanceError
-from . import calibrate, demo, evaluate, run
+from . import calibrate, demo, evaluate, reference, run
 from .common import (
     EXIT_BAD_DATA,
     EXIT_BROKEN_PIPE,
@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
-    for command in (demo, run, calibrate, evaluate):
+    for command in (demo, run, calibrate, evaluate, reference):
         command.add_parser(sub, common, model, pool)
     return parser
 
@@ -162,6 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(args_list)
         _configure_logging(args)
+        if getattr(args, "reference", None) and args.func is not reference.cmd_check:
+            from ..reference import use_reference
+
+            use_reference(args.reference)
         code = args.func(args)
     except SystemExit as exc:  # argparse --help / usage errors
         code = int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE

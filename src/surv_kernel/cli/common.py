@@ -179,6 +179,13 @@ def option_groups() -> tuple[argparse.ArgumentParser, ...]:
         "--metrics", metavar="FILE", help="write the run's metrics here (Prometheus text format)"
     )
     g.add_argument("--debug", action="store_true", help="DEBUG logs and full tracebacks on errors")
+    g.add_argument(
+        "--reference",
+        metavar="PATH",
+        help="reference data (FX rates by date, floors) from this directory instead of the "
+        "embedded defaults (default: SURV_REFERENCE, else the embedded tables); see "
+        "'surv-kernel reference check'",
+    )
 
     model = argparse.ArgumentParser(add_help=False)
     m = model.add_argument_group("detection")
