@@ -402,6 +402,16 @@ class TradeIdSet:
         self._count = fs.mark_duplicates(hashes, candidate, self._table, self._count, duplicate)
         return duplicate
 
+    def hashes(self) -> np.ndarray:
+        """The stored hashes (``uint64``, table order): what a checkpoint keeps."""
+        return self._table[self._table != 0]
+
+    def add_hashes(self, hashes: np.ndarray) -> None:
+        """Insert hashes taken from :meth:`hashes` (restoring a checkpoint);
+        ones already present are left as they are."""
+        hashes = np.ascontiguousarray(hashes, np.uint64)
+        self.mark_duplicates(hashes, np.ones(hashes.shape[0], np.bool_))
+
     def __len__(self) -> int:
         return self._count
 
