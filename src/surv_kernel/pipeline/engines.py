@@ -27,7 +27,15 @@ from ..observability import MetricsRegistry, metrics
 from .pool import TaskResult, failure_kind, run_tasks
 from .sources import Progress, Source
 
-__all__ = ["DeskFailure", "DeskRead", "Engine", "EngineResult", "LocalEngine", "merge_desks"]
+__all__ = [
+    "DeskFailure",
+    "DeskRead",
+    "Engine",
+    "EngineResult",
+    "LocalEngine",
+    "merge_batches",
+    "merge_desks",
+]
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +132,17 @@ def merge_desks(reads: Sequence[DeskRead]) -> TradeBatch:
     """One TradeBatch from desk batches that have *different* Dictionaries
     (history files read independently): every row re-coded into one shared
     :class:`~surv_kernel.batch.Dictionaries`, in the order given."""
+    return merge_batches([read.batch for read in reads])
+
+
+def merge_batches(batches: Sequence[TradeBatch]) -> TradeBatch:
+    """One TradeBatch from batches whose Dictionaries may differ (desks read
+    independently, partitions coming back from workers): every row re-coded
+    by *name* into one new :class:`~surv_kernel.batch.Dictionaries`, in the
+    order given."""
     shared = Dictionaries()
     parts = []
-    for read in reads:
-        b = read.batch
+    for b in batches:
         recoded = {}
         for name in ("trader", "asset_class", "currency", "desk"):
             local = getattr(b.dictionaries, name)
