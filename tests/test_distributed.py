@@ -6,6 +6,8 @@ partitioning of a day over worker processes gives exactly the local engine's
 alerts (ids and content) and suppressed episodes.
 """
 
+import datetime as dt
+import json
 import sys
 import zlib
 
@@ -17,10 +19,13 @@ import numpy as np
 import pytest
 
 from batches import make_batch
+from surv_kernel.cli import main
 from surv_kernel.errors import ConfigError, SurveillanceError
+from surv_kernel.evaluation.history import write_history
 from surv_kernel.evaluation.scenario import generate_day
 from surv_kernel.model import DetectionConfig, VolumeDetector, calibrate
 from surv_kernel.pipeline import BytesSource, LocalEngine, merge_batches
+from surv_kernel.pipeline.backtest import backtest
 from surv_kernel.pipeline.distributed import (
     DaskEngine,
     group_partitions,
@@ -289,3 +294,62 @@ def test_existing_cluster_by_address(client, days, baselines):
 def test_unreachable_scheduler_is_a_config_error():
     with pytest.raises(ConfigError, match="cannot reach the Dask scheduler"):
         DaskEngine(scheduler="tcp://127.0.0.1:9", connect_timeout_s=1)
+
+
+# -- the backtest: >= 20 days of generated history, both engines -----------------------
+
+
+@pytest.fixture(scope="module")
+def long_history(tmp_path_factory):
+    root = tmp_path_factory.mktemp("history")
+    days = write_history(root, 22, start=dt.date(2024, 3, 1), n_traders=30)
+    return root, days
+
+
+def day_outputs(out, days):
+    files = {}
+    for day in days:
+        d = out / f"date={day}"
+        run = json.loads((d / "run.json").read_text())
+        run.pop("seconds"), run.pop("engine")
+        files[str(day)] = (
+            run,
+            (d / "alerts.jsonl").read_bytes() if (d / "alerts.jsonl").exists() else None,
+            (d / "suppressed.jsonl").read_bytes() if (d / "suppressed.jsonl").exists() else None,
+        )
+    return files
+
+
+def test_backtest_20_days_dask_equals_local(engine, long_history, tmp_path):
+    root, days = long_history
+    want = backtest(root, days[0], days[-1], tmp_path / "local", rolling=3)
+    assert [d.status for d in want.days].count("ok") == 19
+    assert want.totals()["alerts"] > 100
+    engine.partitions = 5
+    got = backtest(root, days[0], days[-1], tmp_path / "dask", engine=engine, rolling=3)
+    engine.partitions = None
+    assert got.totals() == want.totals()
+    assert day_outputs(tmp_path / "dask", days) == day_outputs(tmp_path / "local", days)
+
+
+def test_backtest_cli_on_an_existing_cluster(client, long_history, tmp_path, capsys):
+    root, days = long_history
+    argv = ["backtest", str(root), "--from", str(days[0]), "--to", str(days[6])]
+    argv += ["--rolling-calibration", "2"]
+    assert main([*argv, "--out", str(tmp_path / "l")]) == 0
+    capsys.readouterr()
+    code = main(
+        [
+            *argv,
+            "--engine",
+            "dask",
+            "--scheduler",
+            client.scheduler.address,
+            "--out",
+            str(tmp_path / "d"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "dashboard http" in err and "on dask" in err
+    assert day_outputs(tmp_path / "d", days[:7]) == day_outputs(tmp_path / "l", days[:7])

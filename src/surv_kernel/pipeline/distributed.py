@@ -365,6 +365,12 @@ class DaskEngine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def call(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` on a worker, its result here: work whose input must
+        not come to this process (a backtest's calibration reads N days on a
+        worker and sends back only the baselines)."""
+        return self.client.submit(fn, *args, pure=False).result()
+
     def execute(
         self,
         sources: Sequence[Source],
