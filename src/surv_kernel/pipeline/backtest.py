@@ -44,6 +44,7 @@ from ..errors import ConfigError, DataError, InputError
 from ..ingest import DEFAULT_CHUNK_BYTES, columns_from_dicts
 from ..model import Baselines, DetectionConfig, calibrate
 from ..model.detector import Detector, VolumeDetector
+from ..observability import MetricsRegistry
 from .engines import DeskFailure, Engine, EngineResult, LocalEngine, merge_batches
 from .run import alert_desks
 from .sinks import atomic_open, json_safe
@@ -152,12 +153,16 @@ def day_sources(day_dir: str | Path) -> list[Source]:
 
 
 def read_day(
-    day_dir: str | Path, *, chunk_size: int = DEFAULT_CHUNK_BYTES
+    day_dir: str | Path,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_BYTES,
+    registry: MetricsRegistry | None = None,
 ) -> tuple[TradeBatch, list[DeskFailure], int]:
     """A day directory as one batch (its desks in name order, one shared
     Dictionaries as in a run), the desks that failed, and the records
-    quarantined."""
-    reader = LocalEngine(inline=True)
+    quarantined; the reading's metrics go to ``registry`` (default the
+    package's)."""
+    reader = LocalEngine(inline=True, registry=registry)
     reads, failures, dictionaries = reader.read(day_sources(day_dir), chunk_size=chunk_size)
     batches = [r.batch for r in reads if len(r.batch)]
     batch = TradeBatch.concat(batches) if batches else TradeBatch.empty(dictionaries)
@@ -173,7 +178,8 @@ def calibrate_days(
     part of the history would shift without a word."""
     batches = []
     for d in day_dirs:
-        batch, failures, _ = read_day(d, chunk_size=chunk_size)
+        # a throwaway registry: calibration days are not trades of the run
+        batch, failures, _ = read_day(d, chunk_size=chunk_size, registry=MetricsRegistry())
         if failures:
             raise DataError(f"calibration history {d}: {failures[0].line()}")
         batches.append(batch)
@@ -188,6 +194,8 @@ class DayResult:
     date: dt.date
     status: str  # "ok", "failed" (a desk or the calibration failed), "skipped"
     record: dict[str, Any]  # what run.json holds
+    #: the day's engine result, only while ``on_day`` runs: kept for every day
+    #: it would hold the whole history's rows (the local engine's day batch)
     result: EngineResult | None = None
 
 
@@ -280,6 +288,7 @@ def backtest(
         )
         if on_day is not None:
             on_day(results[-1])
+        results[-1].result = None
     bt = BacktestResult(results, missing, time.perf_counter() - t0)
     summary = {
         "mode": MODE,
