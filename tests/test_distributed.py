@@ -353,3 +353,18 @@ def test_backtest_cli_on_an_existing_cluster(client, long_history, tmp_path, cap
     assert code == 0, err
     assert "dashboard http" in err and "on dask" in err
     assert day_outputs(tmp_path / "d", days[:7]) == day_outputs(tmp_path / "l", days[:7])
+
+
+def test_backtest_failed_calibration_day_on_dask_like_local(engine, tmp_path):
+    # on Dask the calibration is a future the day's tasks wait for: its
+    # DataError must fail that day only, as the local engine's does
+    root = tmp_path / "h"
+    days = write_history(root, 5, start=dt.date(2024, 3, 1), n_traders=20)
+    (root / f"date={days[1]}" / "NY Rates.json").write_text("<html>502</html>")
+    want = backtest(root, days[0], days[-1], tmp_path / "l", rolling=1)
+    got = backtest(root, days[0], days[-1], tmp_path / "d", engine=engine, rolling=1)
+    statuses = [d.status for d in want.days]
+    assert statuses == ["skipped", "failed", "failed", "ok", "ok"]
+    assert [d.status for d in got.days] == statuses
+    assert [d.record.get("reason") for d in got.days] == [d.record.get("reason") for d in want.days]
+    assert day_outputs(tmp_path / "d", days) == day_outputs(tmp_path / "l", days)

@@ -12,7 +12,11 @@ each day in ``[start, end]`` that has a directory:
    day's own trades are its baselines (the legacy same-day rule; the local
    engine only, see :mod:`.distributed`);
 2. detection on the engine (:class:`~.engines.LocalEngine` or
-   :class:`~.distributed.DaskEngine`; both give the same alerts);
+   :class:`~.distributed.DaskEngine`; both give the same alerts). The local
+   engine runs a day at a time; on Dask ``workers + 1`` days are in flight
+   (one reading while another detects) and the calibration runs on a worker,
+   so memory on the client and on each worker follows the days in flight,
+   never the history's length;
 3. ``OUT/date=YYYY-MM-DD/``: ``alerts.jsonl``, ``suppressed.jsonl`` and
    ``run.json``, every record marked ``"mode": "backtest"`` (a backtest never
    opens cases), each file written atomically; ``OUT/backtest.json`` sums up.
@@ -27,6 +31,7 @@ that knows the formats: ``*.json`` / ``*.ndjson`` / ``*.jsonl`` desk feeds
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import hashlib
@@ -250,9 +255,6 @@ def backtest(
     cfg = config if config is not None else DetectionConfig()
     dets = list(detectors) if detectors is not None else [VolumeDetector(cfg)]
     eng = engine if engine is not None else LocalEngine()
-    # calibration runs where the engine runs (a worker for Dask: N days of
-    # trades never come back to this process)
-    call: Callable[..., Any] = getattr(eng, "call", None) or (lambda f, *a: f(*a))
     days = history_days(history)
     in_range = [d for d in days if start <= d <= end]
     missing = [
@@ -266,29 +268,27 @@ def backtest(
         )
     out_root = Path(out)
     out_root.mkdir(parents=True, exist_ok=True)
-    all_days = list(days)
     t0 = time.perf_counter()
-    results = []
-    for day in in_range:
-        results.append(
-            _one_day(
-                day,
-                days,
-                all_days,
-                eng,
-                call,
-                cfg,
-                dets,
-                baselines,
-                baselines_path,
-                rolling,
-                chunk_size,
-                out_root,
-            )
-        )
+    run = _Days(days, eng, cfg, dets, baselines, baselines_path, rolling, chunk_size, out_root)
+    # an engine that can submit without waiting (Dask) keeps a few days in
+    # flight, one reading while another detects; results are still written
+    # and reported in date order. The local engine runs a day at a time.
+    depth = getattr(eng, "n_workers", 0) + 1 if hasattr(eng, "submit") else 1
+    results: list[DayResult] = []
+    queue: collections.deque[_Day] = collections.deque()
+
+    def finish() -> None:
+        results.append(run.finish(queue.popleft()))
         if on_day is not None:
             on_day(results[-1])
         results[-1].result = None
+
+    for day in in_range:
+        queue.append(run.prepare(day))
+        while len(queue) >= depth:
+            finish()
+    while queue:
+        finish()
     bt = BacktestResult(results, missing, time.perf_counter() - t0)
     summary = {
         "mode": MODE,
@@ -316,73 +316,121 @@ def _baselines_record(path: str | None, rolling: int | None) -> dict[str, Any]:
     return {"source": "same-day"}
 
 
-def _one_day(
-    day: dt.date,
-    days: dict[dt.date, Path],
-    all_days: list[dt.date],
-    eng: Engine,
-    call: Callable[..., Any],
-    cfg: DetectionConfig,
-    dets: list[Detector],
-    baselines: Baselines | None,
-    baselines_path: str | None,
-    rolling: int | None,
-    chunk_size: int,
-    out_root: Path,
-) -> DayResult:
-    t0 = time.perf_counter()
-    record: dict[str, Any] = {
-        "mode": MODE,
-        "date": day.isoformat(),
-        "engine": eng.name,
-        "baselines": _baselines_record(baselines_path, rolling),
-    }
-    target = out_root / day_dir_name(day)
-    target.mkdir(exist_ok=True)
-    status = "ok"
-    result = None
-    base = baselines
-    try:
-        if rolling is not None:
-            i = all_days.index(day)
-            prior = all_days[max(0, i - rolling) : i]
-            record["baselines"]["calibrated_on"] = [d.isoformat() for d in prior]
-            if len(prior) < rolling:
-                status = "skipped"
+@dataclasses.dataclass
+class _Day:
+    """A day between :meth:`_Days.prepare` and :meth:`_Days.finish`."""
+
+    date: dt.date
+    record: dict[str, Any]
+    target: Path
+    status: str
+    baselines: Any  # Baselines, a future of them (Dask), or None (same-day)
+    sources: list[Source]
+    pending: Any  # the engine's PendingRun (Dask), else None: executed in finish
+    t0: float
+
+
+class _Days:
+    """One backtest's settings, and the two halves of a day."""
+
+    def __init__(
+        self,
+        days: dict[dt.date, Path],
+        eng: Engine,
+        cfg: DetectionConfig,
+        dets: list[Detector],
+        baselines: Baselines | None,
+        baselines_path: str | None,
+        rolling: int | None,
+        chunk_size: int,
+        out_root: Path,
+    ) -> None:
+        self.days, self.all_days = days, list(days)
+        self.eng, self.cfg, self.dets = eng, cfg, dets
+        self.baselines, self.baselines_path, self.rolling = baselines, baselines_path, rolling
+        self.chunk_size, self.out_root = chunk_size, out_root
+
+    def prepare(self, day: dt.date) -> _Day:
+        """The day's baselines and, on an engine that can, its submitted run."""
+        t0 = time.perf_counter()
+        record: dict[str, Any] = {
+            "mode": MODE,
+            "date": day.isoformat(),
+            "engine": self.eng.name,
+            "baselines": _baselines_record(self.baselines_path, self.rolling),
+        }
+        target = self.out_root / day_dir_name(day)
+        target.mkdir(exist_ok=True)
+        d = _Day(day, record, target, "ok", self.baselines, [], None, t0)
+        if self.rolling is not None:
+            i = self.all_days.index(day)
+            prior = self.all_days[max(0, i - self.rolling) : i]
+            record["baselines"]["calibrated_on"] = [x.isoformat() for x in prior]
+            if len(prior) < self.rolling:
+                d.status = "skipped"
                 record["reason"] = (
-                    f"rolling calibration needs {rolling} earlier day(s) of history, has "
+                    f"rolling calibration needs {self.rolling} earlier day(s) of history, has "
                     f"{len(prior)}"
                 )
+                return d
+            args = (calibrate_days, [self.days[x] for x in prior], self.cfg, self.chunk_size)
+            # calibration runs where the engine runs: on Dask a worker reads
+            # the N days and the baselines stay there for the day's tasks
+            later = getattr(self.eng, "call_later", None)
+            if later is not None:
+                d.baselines = later(*args)
             else:
-                base = call(calibrate_days, [days[d] for d in prior], cfg, chunk_size)
-    except DataError as exc:
-        status = "failed"
-        record["reason"] = f"calibration: {' '.join(str(exc).split())}"
-    if status == "ok":
-        sources = day_sources(days[day])
-        result = eng.execute(sources, dets, base, chunk_size=chunk_size)
-        det = result.detection
-        record.update(
-            desks=[r.source.desk for r in result.reads],
-            trades=det.n_trades,
-            quarantined=sum(r.quarantine.total for r in result.reads),
-            alerts=len(det.alerts),
-            suppressed=len(det.suppressed),
-            floor_episodes=det.n_floor_episodes,
-            failures=[f.line() for f in result.failures],
-        )
-        if result.failures:
-            status = "failed"
-        _write_day(target, day, result)
-    else:
-        # a rerun must not leave an earlier run's alerts beside this run's record
-        for name in ("alerts.jsonl", "suppressed.jsonl"):
-            (target / name).unlink(missing_ok=True)
-    record["status"] = status
-    record["seconds"] = round(time.perf_counter() - t0, 3)
-    with atomic_open(target / "run.json") as f:
-        f.write(msgspec.json.format(msgspec.json.encode(json_safe(record))) + b"\n")
-    return DayResult(day, status, record, result)
+                try:
+                    d.baselines = args[0](*args[1:])
+                except DataError as exc:
+                    d.status = "failed"
+                    record["reason"] = f"calibration: {' '.join(str(exc).split())}"
+                    return d
+        d.sources = day_sources(self.days[day])
+        submit = getattr(self.eng, "submit", None)
+        if submit is not None:
+            d.pending = submit(d.sources, self.dets, d.baselines, chunk_size=self.chunk_size)
+        return d
+
+    def finish(self, d: _Day) -> DayResult:
+        """Wait for the day's run, write its files and its run.json."""
+        result = None
+        if d.status == "ok" and d.pending is not None and hasattr(d.baselines, "result"):
+            try:
+                d.baselines.result()  # a failed calibration fails the day, not the backtest
+            except DataError as exc:
+                d.status = "failed"
+                d.record["reason"] = f"calibration: {' '.join(str(exc).split())}"
+        if d.status == "ok":
+            if d.pending is not None:
+                result = d.pending.result()
+            else:
+                result = self.eng.execute(
+                    d.sources, self.dets, d.baselines, chunk_size=self.chunk_size
+                )
+            det = result.detection
+            d.record.update(
+                desks=[r.source.desk for r in result.reads],
+                trades=det.n_trades,
+                quarantined=sum(r.quarantine.total for r in result.reads),
+                alerts=len(det.alerts),
+                suppressed=len(det.suppressed),
+                floor_episodes=det.n_floor_episodes,
+                failures=[f.line() for f in result.failures],
+            )
+            if result.failures:
+                d.status = "failed"
+            _write_day(d.target, d.date, result)
+        else:
+            # a rerun must not leave an earlier run's alerts beside this run's record
+            for name in ("alerts.jsonl", "suppressed.jsonl"):
+                (d.target / name).unlink(missing_ok=True)
+        d.record["status"] = d.status
+        d.record["seconds"] = round(time.perf_counter() - d.t0, 3)
+        with atomic_open(d.target / "run.json") as f:
+            f.write(msgspec.json.format(msgspec.json.encode(json_safe(d.record))) + b"\n")
+        d.pending = d.baselines = None
+        return DayResult(d.date, d.status, d.record, result)
 
 
 def _write_day(target: Path, day: dt.date, result: EngineResult) -> None:

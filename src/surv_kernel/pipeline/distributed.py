@@ -41,6 +41,11 @@ How it runs, per :meth:`DaskEngine.execute`:
    counts, and the few trades the alerts name (for the alerts' desks);
 3. the client merges the partitions' results deterministically.
 
+:meth:`DaskEngine.submit` puts a run's tasks on the cluster without waiting
+(:meth:`~DaskEngine.execute` is submit + wait), so a backtest keeps a few days
+in flight, one reading while another detects, and a calibration can be a
+future the detection tasks wait for on the cluster (:meth:`~DaskEngine.call_later`).
+
 Workers are the processes of a ``LocalCluster`` by default, or an existing
 cluster's (``scheduler`` address, or a ``client``); every worker must have the
 same surv_kernel installed. A worker process loads each kernel once, from the
@@ -70,6 +75,7 @@ from .sources import Progress, Source
 __all__ = [
     "DaskEngine",
     "PartitionResult",
+    "PendingRun",
     "group_partitions",
     "kernel_cache_stats",
     "merge_partitions",
@@ -371,6 +377,12 @@ class DaskEngine:
         worker and sends back only the baselines)."""
         return self.client.submit(fn, *args, pure=False).result()
 
+    def call_later(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` on a worker, as a future: pass it to :meth:`submit`
+        as the baselines (the detection tasks wait for it on the cluster, the
+        baselines never come here) or call ``.result()``."""
+        return self.client.submit(fn, *args, pure=False)
+
     def execute(
         self,
         sources: Sequence[Source],
@@ -383,6 +395,21 @@ class DaskEngine:
         """Read, shuffle, detect per partition, merge (the module docstring).
         ``progress`` (per-desk read progress) is not drawn: the sources are
         read on a worker."""
+        return self.submit(sources, detectors, baselines, chunk_size=chunk_size).result()
+
+    def submit(
+        self,
+        sources: Sequence[Source],
+        detectors: Sequence[Detector],
+        baselines: Any,
+        *,
+        chunk_size: int,
+    ) -> PendingRun:
+        """:meth:`execute` without waiting: the run's tasks are on the cluster
+        when this returns, so a backtest keeps several days in flight (one
+        day reads on a worker while another detects) and collects them in
+        date order. ``baselines``: Baselines, or a future of them
+        (:meth:`call_later`)."""
         if baselines is None:
             raise ConfigError(
                 "the Dask engine needs baselines (--baselines FILE or --rolling-calibration N): "
@@ -391,14 +418,18 @@ class DaskEngine:
             )
         if not detectors:
             raise ValueError("no detector to run; pass at least one (see DETECTORS)")
+        distributed = require_distributed()
         client = self.client
         n_parts = self.partitions or max(1, 2 * self.n_workers)
         t0 = time.perf_counter()
         split = client.submit(_read_and_split, list(sources), n_parts, chunk_size, pure=False)
         meta = client.submit(_split_meta, split, pure=False)
-        # sent once to the cluster, not once per task
-        shared = client.scatter([list(detectors), baselines], hash=False)
-        dets, base = shared
+        # sent to the cluster once, not once per task (a future stays as it is)
+        if isinstance(baselines, distributed.Future):
+            (dets,) = client.scatter([list(detectors)], hash=False)
+            base = baselines
+        else:
+            dets, base = client.scatter([list(detectors), baselines], hash=False)
         results = [
             client.submit(
                 detect_partition,
@@ -409,13 +440,33 @@ class DaskEngine:
             )
             for p in range(n_parts)
         ]
-        reads, failures = meta.result()
+        return PendingRun(self, meta, base, results, t0)
+
+
+class PendingRun:
+    """A run submitted to the cluster (:meth:`DaskEngine.submit`)."""
+
+    def __init__(
+        self, engine: DaskEngine, meta: Any, baselines: Any, results: list[Any], t0: float
+    ) -> None:
+        self.engine = engine
+        self.baselines = baselines  # the future: .result() raises what calibration raised
+        self._meta = meta
+        self._results = results
+        self._t0 = t0
+
+    def result(self) -> EngineResult:
+        """Wait for the run; its :class:`EngineResult` (merged as in the
+        module docstring). Raises what a task raised (a calibration's
+        DataError, an unknown asset class, ...)."""
+        reads, failures = self._meta.result()
         t1 = time.perf_counter()
-        if self.show_progress:
-            require_distributed().progress(results)
-        parts = client.gather(results)
+        if self.engine.show_progress:
+            require_distributed().progress(self._results)
+        parts = self.engine.client.gather(self._results)
         t2 = time.perf_counter()
         detection, trades = merge_partitions(parts)
-        del split, results  # release the day's pieces on the workers
-        stages = {"ingest": t1 - t0, "detect": t2 - t1, "merge": time.perf_counter() - t2}
+        # the futures go: the scheduler frees the day's pieces on the workers
+        self._meta = self._results = self.baselines = None
+        stages = {"ingest": t1 - self._t0, "detect": t2 - t1, "merge": time.perf_counter() - t2}
         return EngineResult(reads, failures, trades, detection, stages)
