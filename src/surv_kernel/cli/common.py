@@ -238,6 +238,20 @@ def option_groups() -> tuple[argparse.ArgumentParser, ...]:
     return common, model, pool
 
 
+def store_option(parser: argparse.ArgumentParser) -> None:
+    """``--store URL`` and ``--user NAME`` of the commands that write runs."""
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="also record the run (alerts, suppressed episodes, quarantine summary, per-desk "
+        "outcomes) in this alert store: sqlite:///path.db or postgresql://user@host/db; "
+        "work it with 'surv-kernel alerts'",
+    )
+    parser.add_argument(
+        "--user", metavar="NAME", help="who ran it, in the store's records (default: $USER)"
+    )
+
+
 def subcommand(
     sub: Any, name: str, parents: list[argparse.ArgumentParser], help: str, description: str
 ) -> argparse.ArgumentParser:
@@ -363,6 +377,8 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         )
     if "report" in s["outputs"]:
         lines.append(f"report       {s['outputs']['report']}")
+    if "store" in s["outputs"]:
+        lines.append(f"store        {s['outputs']['store']}")
     for f in s["desks_failed"]:
         lines.append(f"FAILED       desk {f['desk']!r} ({f['path']}): {f['kind']}: {f['error']}")
     return lines

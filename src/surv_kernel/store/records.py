@@ -1,0 +1,218 @@
+"""What the store writes, as plain rows: built from a :class:`RunResult`, a
+stream's events, or (the benchmark, the tests) directly.
+
+Kept apart from the SQL so the mapping from the pipeline's objects to rows is
+one small, testable place: the alert's row columns are what the case queue
+filters on; everything else about the alert is in its JSON ``content``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from ..model.alerts import Explanation, SuppressedEpisode
+
+__all__ = ["DeskRow", "RunRecord", "alert_row", "decode_explanation", "run_record", "trading_date"]
+
+
+def _enc_hook(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
+#: msgspec JSON (NaN and inf become null, as in the JSON-lines files)
+ENCODER = msgspec.json.Encoder(enc_hook=_enc_hook)
+
+
+def encode(obj: Any) -> str:
+    return ENCODER.encode(obj).decode()
+
+
+def trading_date(ns: int) -> str:
+    """The UTC calendar date of a nanosecond timestamp, ``YYYY-MM-DD``."""
+    return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.timezone.utc).strftime("%Y-%m-%d")
+
+
+@dataclasses.dataclass(frozen=True)
+class DeskRow:
+    """One desk's reconciliation in a run: records read = trades + quarantined."""
+
+    desk: str
+    outcome: str  # "ok" or the failure kind
+    error: str | None
+    trades: int
+    quarantined: int
+    alerts: int
+    seconds: float | None
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """Everything one run puts in the store, in one transaction."""
+
+    kind: str  # "batch" (a pipeline run) or "stream"
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    alerts: list[dict[str, Any]]  # Alert.to_dict() + "desks" + "desk" (the home desk)
+    suppressed: Sequence[SuppressedEpisode]
+    desks: list[DeskRow]
+    quarantine: list[tuple[str, str, int]]  # (desk, reason, count)
+    n_trades: int
+    n_quarantined: int
+    first_date: str | None = None
+    last_date: str | None = None
+
+
+def alert_row(d: dict[str, Any], *, final: bool, stream_status: str) -> tuple[Any, ...]:
+    """The ``alerts`` columns from an alert dict (see :data:`ALERT_COLUMNS`)."""
+    return (
+        d["alert_id"],
+        d["trader_id"],
+        d["asset_class"],
+        d.get("typology", "volume_burst"),
+        d.get("desk") or "",
+        trading_date(d["start_ns"]),
+        int(d["start_ns"]),
+        int(d["end_ns"]),
+        int(d["peak_ns"]),
+        float(d["score"]),
+        float(d["peak_window_sum_usd"]),
+        encode(d),
+        int(final),
+        stream_status,
+    )
+
+
+ALERT_COLUMNS = (
+    "alert_id",
+    "trader_id",
+    "asset_class",
+    "typology",
+    "desk",
+    "trading_date",
+    "start_ns",
+    "end_ns",
+    "peak_ns",
+    "score",
+    "peak_window_sum_usd",
+    "content",
+    "final",
+    "stream_status",
+)
+
+SUPPRESSED_COLUMNS = (
+    "run_id",
+    "seq",
+    "trader_id",
+    "asset_class",
+    "typology",
+    "start_ns",
+    "end_ns",
+    "peak_ns",
+    "peak_window_sum_usd",
+    "n_trades",
+    "reason",
+    "explanation",
+)
+
+_EXPL_FIELDS = Explanation.__struct_fields__
+_EXPL_FLOATS = {
+    name
+    for name, kind in zip(_EXPL_FIELDS, Explanation.__annotations__.values(), strict=True)
+    if kind in ("float", float)
+}
+
+
+def suppressed_rows(run_id: str, items: Sequence[SuppressedEpisode]) -> list[tuple[Any, ...]]:
+    """``suppressed`` rows; the explanation as a positional JSON array (a
+    third the size of the keyed form, and a million of them per busy day)."""
+    enc = ENCODER.encode
+    return [
+        (
+            run_id,
+            seq,
+            s.trader_id,
+            s.asset_class,
+            s.typology,
+            s.start_ns,
+            s.end_ns,
+            s.peak_ns,
+            s.peak_window_sum_usd,
+            s.n_trades,
+            s.reason,
+            enc(msgspec.structs.astuple(s.explanation)).decode(),
+        )
+        for seq, s in enumerate(items)
+    ]
+
+
+def decode_explanation(text: str) -> Explanation:
+    """The stored positional array back to an :class:`Explanation` (null -> NaN)."""
+    values = msgspec.json.decode(text)
+    return Explanation(
+        *(
+            float("nan") if v is None and name in _EXPL_FLOATS else v
+            for name, v in zip(_EXPL_FIELDS, values, strict=True)
+        )
+    )
+
+
+def run_record(result: Any, summary: dict[str, Any]) -> RunRecord:
+    """The record of a :class:`~surv_kernel.pipeline.RunResult`: its alerts
+    with their home desks, its suppression report, per-desk reconciliation."""
+    from ..pipeline.sinks import json_safe
+
+    alerts = result.alert_dicts()
+    homes = result.home_desks()
+    for d, home in zip(alerts, homes, strict=True):
+        d["desk"] = home
+    batch = result.batch
+    names = batch.dictionaries.desk
+    per_desk_trades = np.bincount(batch.desk, minlength=len(names)) if len(batch) else []
+    alerts_by_desk: dict[str, int] = {}
+    for home in homes:
+        alerts_by_desk[home] = alerts_by_desk.get(home, 0) + 1
+    desks: list[DeskRow] = []
+    quarantine: list[tuple[str, str, int]] = []
+    for read in result.reads:
+        desk = read.source.desk
+        code = names.get(desk)
+        trades = int(per_desk_trades[code]) if code is not None and len(batch) else 0
+        desks.append(
+            DeskRow(
+                desk,
+                "ok",
+                None,
+                trades,
+                read.quarantine.total,
+                alerts_by_desk.get(desk, 0),
+                read.seconds,
+            )
+        )
+        quarantine.extend((desk, str(r), int(n)) for r, n in read.quarantine.counts.items())
+    for f in result.failures:
+        desks.append(DeskRow(f.source.desk, f.kind, " ".join(str(f.error).split()), 0, 0, 0, None))
+    first = last = None
+    if len(batch):
+        first = trading_date(int(batch.timestamp_ns.min()))
+        last = trading_date(int(batch.timestamp_ns.max()))
+    return RunRecord(
+        kind="batch",
+        config=json_safe(msgspec.to_builtins(result.config)),
+        summary=json_safe(summary),
+        alerts=alerts,
+        suppressed=result.detection.suppressed,
+        desks=desks,
+        quarantine=quarantine,
+        n_trades=len(batch),
+        n_quarantined=sum(result.quarantine_counts.values()),
+        first_date=first,
+        last_date=last,
+    )
