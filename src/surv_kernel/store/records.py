@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -107,6 +107,13 @@ ALERT_COLUMNS = (
     "stream_status",
 )
 
+_EXPL_FIELDS = Explanation.__struct_fields__
+_EXPL_FLOATS = {
+    name
+    for name, kind in zip(_EXPL_FIELDS, Explanation.__annotations__.values(), strict=True)
+    if kind in ("float", float)
+}
+
 SUPPRESSED_COLUMNS = (
     "run_id",
     "seq",
@@ -119,23 +126,16 @@ SUPPRESSED_COLUMNS = (
     "peak_window_sum_usd",
     "n_trades",
     "reason",
-    "explanation",
+    *_EXPL_FIELDS,
 )
 
-_EXPL_FIELDS = Explanation.__struct_fields__
-_EXPL_FLOATS = {
-    name
-    for name, kind in zip(_EXPL_FIELDS, Explanation.__annotations__.values(), strict=True)
-    if kind in ("float", float)
-}
 
-
-def suppressed_rows(run_id: str, items: Sequence[SuppressedEpisode]) -> list[tuple[Any, ...]]:
-    """``suppressed`` rows; the explanation as a positional JSON array (a
-    third the size of the keyed form, and a million of them per busy day)."""
-    enc = ENCODER.encode
-    return [
-        (
+def suppressed_rows(run_id: str, items: Sequence[SuppressedEpisode]) -> Iterator[tuple[Any, ...]]:
+    """``suppressed`` rows, lazily (a million rows are never all in memory as
+    tuples): the episode's fields, then its explanation's in field order."""
+    astuple = msgspec.structs.astuple
+    for seq, s in enumerate(items):
+        yield (
             run_id,
             seq,
             s.trader_id,
@@ -147,15 +147,12 @@ def suppressed_rows(run_id: str, items: Sequence[SuppressedEpisode]) -> list[tup
             s.peak_window_sum_usd,
             s.n_trades,
             s.reason,
-            enc(msgspec.structs.astuple(s.explanation)).decode(),
+            *astuple(s.explanation),
         )
-        for seq, s in enumerate(items)
-    ]
 
 
-def decode_explanation(text: str) -> Explanation:
-    """The stored positional array back to an :class:`Explanation` (null -> NaN)."""
-    values = msgspec.json.decode(text)
+def decode_explanation(values: Sequence[Any]) -> Explanation:
+    """The stored explanation columns back to an :class:`Explanation` (NULL -> NaN)."""
     return Explanation(
         *(
             float("nan") if v is None and name in _EXPL_FLOATS else v

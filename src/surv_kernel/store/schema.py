@@ -28,8 +28,11 @@ every JSON column is msgspec JSON with NaN as ``null``):
     which alerts each run produced (a replay adds rows here, not to ``alerts``);
 ``suppressed``
     every floor-passing episode a run did not alert, with its reason and its
-    explanation as a JSON array in :class:`~surv_kernel.model.Explanation`'s
-    field order (positional: a busy day has a million of them);
+    explanation's sixteen fields as columns (named as in
+    :class:`~surv_kernel.model.Explanation`; NaN is stored as NULL by SQLite).
+    Columns, not JSON: a busy day has a million of them, and binding a double
+    is several times cheaper than formatting it as text; it also lets
+    calibration query z and ratio directly;
 ``dispositions``
     one row per alert: its case status, assignee and disposition now;
 ``audit_log``
@@ -140,7 +143,22 @@ _V1_COMMON = [
         peak_window_sum_usd DOUBLE PRECISION NOT NULL,
         n_trades BIGINT NOT NULL,
         reason TEXT NOT NULL,
-        explanation TEXT NOT NULL,
+        window_sum_usd DOUBLE PRECISION,
+        floor_usd DOUBLE PRECISION,
+        asset_class_floor_usd DOUBLE PRECISION,
+        threshold_multiplier DOUBLE PRECISION,
+        baseline_source TEXT NOT NULL,
+        baseline_desk TEXT NOT NULL,
+        baseline_median_usd DOUBLE PRECISION,
+        baseline_mad_usd DOUBLE PRECISION,
+        baseline_n BIGINT NOT NULL,
+        scale_usd DOUBLE PRECISION,
+        scale_source TEXT NOT NULL,
+        z DOUBLE PRECISION,
+        ratio DOUBLE PRECISION,
+        z_level DOUBLE PRECISION,
+        ratio_level DOUBLE PRECISION,
+        n_windows BIGINT NOT NULL,
         PRIMARY KEY (run_id, seq)
     )""",
     """CREATE TABLE dispositions (

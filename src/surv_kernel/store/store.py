@@ -344,6 +344,7 @@ class Store:
 
     def suppressed(self, run_id: str) -> list[dict[str, Any]]:
         """A run's suppression report, in the order detection produced it."""
+        from ..model.alerts import Explanation
         from .records import decode_explanation
 
         rows = self.backend.query(
@@ -351,10 +352,11 @@ class Store:
             (run_id,),
         )
         self._end_read()
+        n = len(SUPPRESSED_COLUMNS) - len(Explanation.__struct_fields__)
         out = []
         for r in rows:
-            d = dict(zip(SUPPRESSED_COLUMNS, r, strict=True))
-            d["explanation"] = decode_explanation(d["explanation"])
+            d = dict(zip(SUPPRESSED_COLUMNS[:n], r[:n], strict=True))
+            d["explanation"] = decode_explanation(r[n:])
             out.append(d)
         return out
 
