@@ -234,6 +234,32 @@ def test_illegal_transitions_are_clear_errors_and_change_nothing(url, day, steps
         assert (s.alert(aid), s.history(aid)) == before
 
 
+def test_two_analysts_racing_never_both_land(tmp_path, request, day, monkeypatch):
+    """A's step reads the case, B changes it before A writes: A's conditional
+    UPDATE matches nothing and A fails; B's step and only B's is in the log.
+    (On SQLite the race cannot start: BEGIN IMMEDIATE makes B wait for A.)"""
+    url = make_url("postgresql", tmp_path, request)
+    s, top = _one_alert(url, day)
+    aid = top[0]["alert_id"]
+    other = open_store(url, migrate=False)
+    orig = s.backend.query
+
+    def query_then_b_acts(sql, params=()):
+        rows = orig(sql, params)
+        if sql.startswith("SELECT status FROM dispositions"):
+            cases.assign(other, aid, "bea", who="b")
+        return rows
+
+    with s, other:
+        monkeypatch.setattr(s.backend, "query", query_then_b_acts)
+        with pytest.raises(SurveillanceError, match="changed while this step ran"):
+            cases.assign(s, aid, "al", who="a")
+        monkeypatch.undo()
+        assert s.alert(aid)["assignee"] == "bea"
+        assert [(e["action"], e["who"]) for e in s.history(aid)][1:] == [("assign", "b")]
+        assert check(s) == []
+
+
 def test_unknown_alert_is_an_input_error(url, day):
     s, _ = _one_alert(url, day)
     with s, pytest.raises(AlertNotFoundError, match="no alert 'nope'") as info:

@@ -101,7 +101,7 @@ def check(store: Store, *, deep: bool = True) -> list[str]:
     some(
         "SELECT r.run_id FROM runs r WHERE r.n_alerts <> "
         "(SELECT COUNT(*) FROM run_alerts x WHERE x.run_id = r.run_id) "
-        "OR r.n_suppressed <> (SELECT COUNT(*) FROM suppressed s WHERE s.run_id = r.run_id) "
+        "OR r.n_suppressed <> (SELECT COUNT(*) FROM suppressed s WHERE s.run_no = r.run_no) "
         "OR r.n_quarantined <> (SELECT COALESCE(SUM(q.n), 0) FROM run_quarantine q "
         "WHERE q.run_id = r.run_id)",
         "run(s) whose counts differ from the rows stored for them",
@@ -157,7 +157,9 @@ def prune(
         with b.transaction():
             counts["runs"] = len(b.query(old_runs, (cutoff,)))
             counts["suppressed"] = b.query(
-                f"SELECT COUNT(*) FROM suppressed WHERE run_id IN ({old_runs})", (cutoff,)
+                "SELECT COUNT(*) FROM suppressed WHERE run_no IN "
+                "(SELECT run_no FROM runs WHERE recorded_at < ?)",
+                (cutoff,),
             )[0][0]
             alerts = [r[0] for r in b.query(prunable, (cutoff, cutoff))]
             counts["alerts"] = len(alerts)
@@ -170,7 +172,12 @@ def prune(
                 (cutoff,),
             )[0][0]
             if not dry_run:
-                for table in ("suppressed", "run_quarantine", "run_desks", "run_alerts"):
+                b.execute(
+                    "DELETE FROM suppressed WHERE run_no IN "
+                    "(SELECT run_no FROM runs WHERE recorded_at < ?)",
+                    (cutoff,),
+                )
+                for table in ("run_quarantine", "run_desks", "run_alerts"):
                     b.execute(f"DELETE FROM {table} WHERE run_id IN ({old_runs})", (cutoff,))
                 for i in range(0, len(alerts), 500):
                     chunk = alerts[i : i + 500]

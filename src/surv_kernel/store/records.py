@@ -115,7 +115,7 @@ _EXPL_FLOATS = {
 }
 
 SUPPRESSED_COLUMNS = (
-    "run_id",
+    "run_no",
     "seq",
     "trader_id",
     "asset_class",
@@ -130,13 +130,13 @@ SUPPRESSED_COLUMNS = (
 )
 
 
-def suppressed_rows(run_id: str, items: Sequence[SuppressedEpisode]) -> Iterator[tuple[Any, ...]]:
+def suppressed_rows(run_no: int, items: Sequence[SuppressedEpisode]) -> Iterator[tuple[Any, ...]]:
     """``suppressed`` rows, lazily (a million rows are never all in memory as
     tuples): the episode's fields, then its explanation's in field order."""
     astuple = msgspec.structs.astuple
     for seq, s in enumerate(items):
         yield (
-            run_id,
+            run_no,
             seq,
             s.trader_id,
             s.asset_class,

@@ -9,9 +9,11 @@ Tables (every timestamp is ISO-8601 UTC text, ``2026-12-04T18:30:00.123456Z``;
 every JSON column is msgspec JSON with NaN as ``null``):
 
 ``runs``
-    one row per pipeline run written: when, by whom, the code version, the
-    config and the whole run summary (JSON), the trading dates it covered and
-    its counts;
+    one row per pipeline run written: its id (``run_id``, shown to people) and
+    number (``run_no``, the key of its suppressed episodes: an integer in a
+    million rows instead of a 29-character id, 20% smaller rows), when, by
+    whom, the code version, the config and the whole run summary (JSON), the
+    trading dates it covered and its counts;
 ``run_desks``
     per run and desk: outcome (``ok`` or the failure kind and error), trades
     accepted, records quarantined and alerts homed there: the desk's
@@ -66,7 +68,8 @@ class Migration:
 
 _V1_COMMON = [
     """CREATE TABLE runs (
-        run_id TEXT PRIMARY KEY,
+        run_no {serial},
+        run_id TEXT NOT NULL UNIQUE,
         recorded_at TEXT NOT NULL,
         recorded_by TEXT NOT NULL,
         kind TEXT NOT NULL,
@@ -132,7 +135,7 @@ _V1_COMMON = [
     )""",
     "CREATE INDEX run_alerts_alert ON run_alerts (alert_id)",
     """CREATE TABLE suppressed (
-        run_id TEXT NOT NULL REFERENCES runs (run_id),
+        run_no BIGINT NOT NULL REFERENCES runs (run_no),
         seq BIGINT NOT NULL,
         trader_id TEXT NOT NULL,
         asset_class TEXT NOT NULL,
@@ -159,7 +162,7 @@ _V1_COMMON = [
         z_level DOUBLE PRECISION,
         ratio_level DOUBLE PRECISION,
         n_windows BIGINT NOT NULL,
-        PRIMARY KEY (run_id, seq)
+        PRIMARY KEY (run_no, seq)
     )""",
     """CREATE TABLE dispositions (
         alert_id TEXT PRIMARY KEY REFERENCES alerts (alert_id),

@@ -197,11 +197,11 @@ class Store:
         b = self.backend
         try:
             with b.transaction():
-                b.execute(
+                (run_no,) = b.query(
                     "INSERT INTO runs (run_id, recorded_at, recorded_by, kind, code_version, "
                     "config, summary, first_date, last_date, n_desks, n_desks_failed, n_trades, "
                     "n_alerts, n_suppressed, n_quarantined) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING run_no",
                     (
                         run_id,
                         now,
@@ -219,7 +219,7 @@ class Store:
                         len(rec.suppressed),
                         rec.n_quarantined,
                     ),
-                )
+                )[0]
                 b.executemany(
                     "INSERT INTO run_desks (run_id, desk, outcome, error, trades, quarantined, "
                     "alerts, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -240,7 +240,7 @@ class Store:
                     sorted({(run_id, d["alert_id"]) for d in rec.alerts}),
                 )
                 b.insert_rows(
-                    "suppressed", SUPPRESSED_COLUMNS, suppressed_rows(run_id, rec.suppressed)
+                    "suppressed", SUPPRESSED_COLUMNS, suppressed_rows(run_no, rec.suppressed)
                 )
         except driver_errors() as exc:
             raise StoreWriteError(
@@ -348,7 +348,8 @@ class Store:
         from .records import decode_explanation
 
         rows = self.backend.query(
-            f"SELECT {', '.join(SUPPRESSED_COLUMNS)} FROM suppressed WHERE run_id = ? ORDER BY seq",
+            f"SELECT {', '.join(SUPPRESSED_COLUMNS)} FROM suppressed "
+            "WHERE run_no = (SELECT run_no FROM runs WHERE run_id = ?) ORDER BY seq",
             (run_id,),
         )
         self._end_read()
@@ -356,6 +357,7 @@ class Store:
         out = []
         for r in rows:
             d = dict(zip(SUPPRESSED_COLUMNS[:n], r[:n], strict=True))
+            d["run_id"] = run_id
             d["explanation"] = decode_explanation(r[n:])
             out.append(d)
         return out
