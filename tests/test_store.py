@@ -77,8 +77,16 @@ def test_run_twice_one_row_per_alert_two_run_records(url, day):
         assert set(stored) == ids
         for a, d, home in zip(r1.detection.alerts, r1.alert_dicts(), r1.home_desks(), strict=True):
             row = stored[a.alert_id]
-            assert row["content"] == {**json.loads(msgspec.json.encode(d)), "desk": home}
+            content = dict(row["content"])
+            peak = content.pop("peak_trades")
+            assert content == {**json.loads(msgspec.json.encode(d)), "desk": home}
             assert row["desk"] == home
+            # the peak window's trades, in full: they add up to the peak sum
+            assert [t["trade_id"] for t in peak] == a.trades
+            assert sum(t["notional_usd"] for t in peak) == pytest.approx(a.peak_window_sum_usd)
+            assert all(a.peak_ns - 60e9 * a.window_minutes <= t["timestamp_ns"] <= a.peak_ns
+                       for t in peak)  # fmt: skip
+            assert {t["desk"] for t in peak} == set(d["desks"])
             assert row["score"] == a.score and row["status"] == "open"
         desks = s.run_desks(runs[0]["run_id"])
         assert {d["desk"] for d in desks} == set(day)

@@ -69,6 +69,7 @@ def test_run_twice_then_work_a_case(url, feeds, tmp_path, capsys):
     code, text, _ = sk(capsys, "alerts", "show", top[:8], "--store", url)
     assert code == 0
     assert top in text and "window sum" in text and "peak window's trades" in text
+    assert "time (UTC)" in text  # the trades in full, not only their ids
     assert "audit log:" in text and "created" in text
 
     # illegal before review: exit 2 and a message naming the allowed step

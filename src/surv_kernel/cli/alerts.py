@@ -316,8 +316,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     )
     p(f"source       {a['stream_status']} (policy {c.get('policy', '-')})")
     p(f"\npeak window's trades ({len(c['trades'])}):")
-    for i in range(0, len(c["trades"]), 6):
-        p("  " + "  ".join(c["trades"][i : i + 6]))
+    if c.get("peak_trades"):
+        trades = [
+            {**t, "time": _utc(t["timestamp_ns"]), "usd": fmt_usd(t["notional_usd"])}
+            for t in c["peak_trades"]
+        ]
+        cols = (("time", "time (UTC)"), ("trade_id", "trade"), ("usd", "USD"), ("desk", "desk"))
+        write_table(trades, cols, sys.stdout)
+    else:  # recorded from a stream event: the ids are what is known
+        for i in range(0, len(c["trades"]), 6):
+            p("  " + "  ".join(c["trades"][i : i + 6]))
     p(f"\n{a['trader_id']}'s other recent alerts ({len(recent)}):")
     if recent:
         write_table(recent, QUEUE, sys.stdout)

@@ -60,7 +60,8 @@ class RunRecord:
     kind: str  # "batch" (a pipeline run) or "stream"
     config: dict[str, Any]
     summary: dict[str, Any]
-    alerts: list[dict[str, Any]]  # Alert.to_dict() + "desks" + "desk" (the home desk)
+    #: Alert.to_dict() + "desks", "desk" (the home desk) and "peak_trades"
+    alerts: list[dict[str, Any]]
     suppressed: Sequence[SuppressedEpisode]
     desks: list[DeskRow]
     quarantine: list[tuple[str, str, int]]  # (desk, reason, count)
@@ -161,6 +162,30 @@ def decode_explanation(values: Sequence[Any]) -> Explanation:
     )
 
 
+def peak_trades(batch: Any, alerts: Sequence[Any]) -> list[list[dict[str, Any]]]:
+    """For each alert, its peak window's trades as the analyst needs them
+    (id, UTC time, USD notional, desk), in the alert's order. The alert
+    itself carries only the ids; the store is where the rest is still known
+    after the day's batch is gone."""
+    wanted = {t for a in alerts for t in a.trades}
+    if not wanted:
+        return [[] for _ in alerts]
+    ids = batch.trade_id
+    rows = np.flatnonzero(np.fromiter((t in wanted for t in ids), dtype=bool, count=len(ids)))
+    desks = batch.dictionaries.desk.decode(batch.desk[rows])
+    by_id = {
+        t: {"trade_id": t, "timestamp_ns": ts, "notional_usd": usd, "desk": desk}
+        for t, ts, usd, desk in zip(
+            ids[rows].tolist(),
+            batch.timestamp_ns[rows].tolist(),
+            batch.notional_usd[rows].tolist(),
+            desks,
+            strict=True,
+        )
+    }
+    return [[by_id[t] for t in a.trades if t in by_id] for a in alerts]
+
+
 def run_record(result: Any, summary: dict[str, Any]) -> RunRecord:
     """The record of a :class:`~surv_kernel.pipeline.RunResult`: its alerts
     with their home desks, its suppression report, per-desk reconciliation."""
@@ -168,9 +193,11 @@ def run_record(result: Any, summary: dict[str, Any]) -> RunRecord:
 
     alerts = result.alert_dicts()
     homes = result.home_desks()
-    for d, home in zip(alerts, homes, strict=True):
-        d["desk"] = home
     batch = result.batch
+    peaks = peak_trades(batch, result.detection.alerts)
+    for d, home, peak in zip(alerts, homes, peaks, strict=True):
+        d["desk"] = home
+        d["peak_trades"] = peak
     names = batch.dictionaries.desk
     per_desk_trades = np.bincount(batch.desk, minlength=len(names)) if len(batch) else []
     alerts_by_desk: dict[str, int] = {}
