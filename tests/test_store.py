@@ -515,3 +515,78 @@ def test_sqlite_store_is_one_wal_file(tmp_path, day):
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
+
+
+def test_precision_from_dispositions_matches_a_naive_count(url, day):
+    from surv_kernel.store import feedback
+
+    run(sources(day), sinks=[StoreSink(url)])
+    rng = np.random.default_rng(1)
+    with open_store(url) as s:
+        decided = {}
+        for r in s.list_alerts():
+            choice = ["open", "review", "false_positive", "no_action", "reported", "escalated"][
+                rng.integers(6)
+            ]
+            if choice == "open":
+                continue
+            cases.assign(s, r["alert_id"], "a")
+            if choice == "escalated":
+                cases.escalate(s, r["alert_id"], "why")
+            elif choice != "review":
+                cases.close(s, r["alert_id"], choice, "why")
+            if choice != "review":
+                decided[r["alert_id"]] = choice
+        rows = s.list_alerts()
+        assert 0 < len(decided) < len(rows)
+
+        bands = feedback.SCORE_BANDS
+        upper = dict(zip(bands, (*bands[1:], 100.0), strict=True))
+
+        def band(score):
+            lo = max(b for b in bands if score >= b)
+            return f"{lo:g}-{upper[lo]:g}"
+
+        for by, key in (("typology", lambda r: r["typology"]), ("desk", lambda r: r["desk"]),
+                        ("score_band", lambda r: band(r["score"]))):  # fmt: skip
+            want = {}
+            for r in rows:
+                g = want.setdefault(key(r), {"cases": 0, "decided": 0, "tp": 0})
+                g["cases"] += 1
+                if r["alert_id"] in decided:
+                    g["decided"] += 1
+                    g["tp"] += decided[r["alert_id"]] in ("reported", "escalated")
+            got = {g[by]: g for g in feedback.precision(s, by=by)}
+            assert set(got) == set(want), by
+            for name, w in want.items():
+                g = got[name]
+                assert (g["cases"], g["decided"], g["true_positives"]) == (
+                    w["cases"], w["decided"], w["tp"]
+                ), (by, name)  # fmt: skip
+                assert g["precision"] == (w["tp"] / w["decided"] if w["decided"] else None)
+
+
+def test_suppressed_episodes_later_alerted(url, day):
+    """Every episode a robust run suppressed is alerted by a later static-policy
+    run (static alerts every floor-passing episode): the feedback finds them all."""
+    from surv_kernel.store import feedback
+
+    robust = run(sources(day), sinks=[StoreSink(url)])
+    n = len(robust.detection.suppressed)
+    with open_store(url) as s:
+        assert feedback.suppressed_later_alerted(s)["later_alerted"] == 0
+    run(sources(day), config=DetectionConfig(policy="static"), sinks=[StoreSink(url)])
+    with open_store(url) as s:
+        got = feedback.suppressed_later_alerted(s)
+        assert got["suppressed"] == n and got["later_alerted"] == n and got["runs"] == 1
+        assert got["alerts_true_positive"] == 0
+        ep = robust.detection.suppressed[0]
+        (hit,) = [
+            r["alert_id"]
+            for r in s.list_alerts(trader=ep.trader_id, asset_class=ep.asset_class, content=True)
+            if r["content"]["start_ns"] <= ep.end_ns and r["content"]["end_ns"] >= ep.start_ns
+        ]
+        cases.assign(s, hit, "a")
+        cases.close(s, hit, "reported", "a miss of the robust run")
+        got = feedback.suppressed_later_alerted(s)
+        assert (got["alerts_decided"], got["alerts_true_positive"]) == (1, 1)

@@ -116,6 +116,15 @@ def test_run_twice_then_work_a_case(url, feeds, tmp_path, capsys):
     lines = [json.loads(line) for line in text.splitlines()]
     assert len(lines) == n - 1 and all(len(r["alert"]["trades"]) > 0 for r in lines)
 
+    code, text, _ = sk(capsys, "alerts", "feedback", "--store", url, "--format", "jsonl")
+    *groups, missed = [json.loads(line) for line in text.splitlines()]
+    assert code == 0 and [(g["typology"], g["cases"], g["decided"]) for g in groups] == [
+        ("volume_burst", n, 1)
+    ]
+    assert groups[0]["precision"] == 0.0 and missed["suppressed_later_alerted"]["suppressed"] > 0
+    code, text, _ = sk(capsys, "alerts", "feedback", "--store", url, "--by", "score_band")
+    assert code == 0 and "precision" in text and "suppressed episodes later alerted: 0" in text
+
     code, text, _ = sk(capsys, "store", "check", "--store", url)
     assert code == 0 and text.startswith("ok: ") and f"{n} alerts" in text
 

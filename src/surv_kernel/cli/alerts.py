@@ -160,6 +160,16 @@ def add_parser(sub: Any, common: Any, model: Any, pool: Any) -> None:
     export.add_argument("--output", metavar="FILE", help="write here instead of stdout")
     export.set_defaults(func=cmd_export)
 
+    fb = what.add_parser(
+        "feedback",
+        help="precision from the analysts' dispositions by typology, desk or score band; "
+        "suppressed episodes later alerted",
+    )
+    _store_options(fb)
+    fb.add_argument("--by", choices=("typology", "desk", "score_band"), default="typology")
+    fb.add_argument("--format", choices=("table", "jsonl", "csv"), default="table")
+    fb.set_defaults(func=cmd_feedback)
+
     store = subcommand(
         sub,
         "store",
@@ -446,6 +456,42 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"{len(out)} alert(s) -> {args.output}", file=sys.stderr)
     else:
         write_rows(out, args.format, EXPORT, sys.stdout)
+    return EXIT_OK
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from ..store import feedback
+
+    with _open(args) as store:
+        rows = feedback.precision(store, by=args.by)
+        missed = feedback.suppressed_later_alerted(store)
+    cols = (
+        (args.by, args.by.replace("_", " ")),
+        ("cases", "cases"),
+        ("decided", "decided"),
+        ("true_positives", "true pos."),
+        ("false_positive", "false pos."),
+        ("no_action", "no action"),
+        ("escalated", "escalated"),
+        ("reported", "reported"),
+        ("precision", "precision"),
+    )
+    if args.format == "table":
+        shown = [
+            {**r, "precision": "-" if r["precision"] is None else f"{r['precision']:.2f}"}
+            for r in rows
+        ]
+        write_table(shown, cols, sys.stdout)
+        print(
+            f"suppressed episodes later alerted: {missed['later_alerted']:,} of "
+            f"{missed['suppressed']:,} (from {missed['runs']} run(s)); their alerts: "
+            f"{missed['alerts_decided']:,} decided, {missed['alerts_true_positive']:,} true "
+            "positives (escalated or reported)"
+        )
+    else:
+        write_rows(rows, args.format, cols, sys.stdout)
+        if args.format == "jsonl":
+            print(json.dumps({"suppressed_later_alerted": missed}))
     return EXIT_OK
 
 

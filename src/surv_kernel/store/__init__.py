@@ -9,6 +9,8 @@
   queue's queries) and :func:`open_store`;
 - :mod:`.cases`: the status machine (assign, close, escalate, reopen);
 - :mod:`.maintenance`: ``store check`` and retention (``store prune``);
+- :mod:`.feedback`: precision from the analysts' dispositions, suppressed
+  episodes later alerted (for calibration);
 - :mod:`.sink`: :class:`StoreSink` on the pipeline's Sink seam.
 
 Example::
@@ -24,7 +26,7 @@ Example::
 
 from __future__ import annotations
 
-from . import cases
+from . import cases, feedback
 from .backend import (
     StoreConfigError,
     StoreDataError,
@@ -56,6 +58,7 @@ __all__ = [
     "StoreWriteError",
     "TransitionError",
     "cases",
+    "feedback",
     "check",
     "default_user",
     "open_store",
