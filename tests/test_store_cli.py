@@ -190,6 +190,25 @@ def test_store_errors_and_exit_statuses(tmp_path, feeds, capsys, monkeypatch):
     assert code == 5 and "differs from their last audit entry" in err
 
 
+def test_a_failed_desk_is_in_the_run_record(url, feeds, tmp_path, capsys):
+    """Exit 4 for the dead desk, and the store says which desk was not surveilled."""
+    d = tmp_path / "feeds"
+    d.mkdir()
+    for f in sorted(feeds.iterdir())[:2]:
+        (d / f.name).write_bytes(f.read_bytes())
+    (d / "dead_desk.json").write_text("this is not JSON")
+    code, _, err = sk(capsys, "run", str(d), "--store", url)
+    assert code == 4 and "dead_desk" in err
+    from surv_kernel.store import open_store
+
+    with open_store(url) as s:
+        (r,) = s.runs()
+        assert (r["n_desks"], r["n_desks_failed"]) == (3, 1)
+        desks = {x["desk"]: x for x in s.run_desks(r["run_id"])}
+        assert desks["dead_desk"]["outcome"] == "bad_feed" and desks["dead_desk"]["error"]
+        assert all(desks[f.stem]["outcome"] == "ok" for f in sorted(feeds.iterdir())[:2])
+
+
 def test_demo_records_its_run_with_the_evaluation(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     code, text, _ = sk(
