@@ -87,16 +87,36 @@ class Backend:
     def sql(self, text: str) -> str:
         return text
 
+    # Every statement goes through these three, so a driver's error (the
+    # server gone, a trigger refusing, a disk full) leaves the store as one of
+    # the package's errors, with the exit status that says read or write.
+
+    def error(self, text: str, exc: BaseException) -> StoreError:
+        msg = " ".join(str(exc).split())
+        if text.lstrip().upper().startswith("SELECT"):
+            return StoreUnavailableError(f"cannot read the alert store {redact(self.url)}: {msg}")
+        return StoreWriteError(f"cannot write the alert store {redact(self.url)}: {msg}")
+
     def execute(self, text: str, params: Sequence[Any] = ()) -> Any:
         cur = self.conn.cursor()
-        cur.execute(self.sql(text), tuple(params))
+        try:
+            cur.execute(self.sql(text), tuple(params))
+        except driver_errors() as exc:
+            raise self.error(text, exc) from None
         return cur
 
     def query(self, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return list(self.execute(text, params).fetchall())
+        cur = self.execute(text, params)
+        try:
+            return list(cur.fetchall())
+        except driver_errors() as exc:
+            raise self.error(text, exc) from None
 
     def executemany(self, text: str, rows: Iterable[Sequence[Any]]) -> None:
-        self.conn.cursor().executemany(self.sql(text), rows)
+        try:
+            self.conn.cursor().executemany(self.sql(text), rows)
+        except driver_errors() as exc:
+            raise self.error(text, exc) from None
 
     def insert_rows(
         self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
@@ -213,12 +233,13 @@ class PostgresBackend(Backend):
     def insert_rows(
         self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
     ) -> None:
-        with (
-            self.conn.cursor() as cur,
-            cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
-        ):
-            for row in rows:
-                copy.write_row(row)
+        sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+        try:
+            with self.conn.cursor() as cur, cur.copy(sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except driver_errors() as exc:
+            raise self.error(sql, exc) from None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
