@@ -495,6 +495,31 @@ def test_schema_versions(url, tmp_path):
         assert isinstance(info.value, DataError)
 
 
+def test_first_writers_racing_on_a_new_store_both_succeed(url):
+    """Two processes' first run against one empty database: the migrations
+    are applied once, and neither fails."""
+    import threading
+
+    errors, barrier = [], threading.Barrier(4)
+
+    def first_open():
+        try:
+            barrier.wait()
+            with open_store(url) as s:
+                assert s.version() == SCHEMA_VERSION
+        except BaseException as exc:  # collected: an assert in a thread would be lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_open) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    with open_store(url) as s:
+        assert s.count("schema_version") == SCHEMA_VERSION
+
+
 def test_urls_and_missing_stores(tmp_path):
     for bad in ("alerts.db", "sqlite:/x.db", "sqlite://", "mysql://h/db"):
         with pytest.raises(StoreConfigError, match="sqlite:///"):

@@ -129,6 +129,9 @@ class Backend:
     def transaction(self) -> Iterator[None]:
         raise NotImplementedError
 
+    def lock_schema(self) -> None:
+        """Inside a transaction: make concurrent migrations of one store queue."""
+
     def tables(self) -> set[str]:
         raise NotImplementedError
 
@@ -259,6 +262,13 @@ class PostgresBackend(Backend):
             raise StoreWriteError(
                 f"cannot commit to the alert store {redact(self.url)}: {exc}"
             ) from None
+
+    def lock_schema(self) -> None:
+        # Two first runs against a new database would both see version 0 and
+        # both CREATE TABLE; a transaction-scoped advisory lock (released at
+        # commit) queues the second, which then sees the first's version.
+        # SQLite needs none: BEGIN IMMEDIATE already holds the write lock.
+        self.execute("SELECT pg_advisory_xact_lock(?)", (0x5375_7276,))
 
     def tables(self) -> set[str]:
         return {

@@ -133,6 +133,7 @@ class Store:
         b = self.backend
         for m in MIGRATIONS:
             with b.transaction():
+                b.lock_schema()
                 b.execute(
                     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
                     "applied_at TEXT NOT NULL, description TEXT NOT NULL)"
