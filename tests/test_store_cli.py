@@ -30,6 +30,12 @@ def feeds(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    # 'run' without --out writes ./quarantine.jsonl: keep it out of the checkout
+    monkeypatch.chdir(tmp_path)
+
+
 def sk(capsys, *args: str) -> tuple[int, str, str]:
     code = main(list(args))
     out = capsys.readouterr()
