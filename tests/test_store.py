@@ -93,6 +93,9 @@ def test_run_twice_one_row_per_alert_two_run_records(url, day):
         assert {d["desk"] for d in desks} == set(day)
         assert sum(d["trades"] for d in desks) == runs[0]["n_trades"] == len(r1.batch)
         assert sum(d["alerts"] for d in desks) == len(ids)
+        assert all(
+            d["outcome"] == "ok" and d["seen"] == d["trades"] + d["quarantined"] for d in desks
+        )
         assert check(s) == []
 
 

@@ -51,7 +51,8 @@ def test_run_twice_then_work_a_case(url, feeds, tmp_path, capsys):
         assert code == 0, err
         assert "store        " in err and " run " in err
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["outputs"]["store"].endswith(err.split(" run ")[-1].strip())
+    (line,) = [x for x in err.splitlines() if x.startswith("store        ")]
+    assert summary["outputs"]["store"].endswith(line.split(" run ")[-1])
     n = len((out / "alerts.jsonl").read_text().splitlines())
     assert n > 3
 
@@ -200,19 +201,28 @@ def test_a_failed_desk_is_in_the_run_record(url, feeds, tmp_path, capsys):
     """Exit 4 for the dead desk, and the store says which desk was not surveilled."""
     d = tmp_path / "feeds"
     d.mkdir()
-    for f in sorted(feeds.iterdir())[:2]:
-        (d / f.name).write_bytes(f.read_bytes())
+    good, cut = sorted(feeds.iterdir())[:2]
+    (d / good.name).write_bytes(good.read_bytes())
+    data = cut.read_bytes()
+    (d / "cut_desk.json").write_bytes(data[: len(data) // 2])  # a truncated transfer
     (d / "dead_desk.json").write_text("this is not JSON")
     code, _, err = sk(capsys, "run", str(d), "--store", url)
     assert code == 4 and "dead_desk" in err
-    from surv_kernel.store import open_store
+    from surv_kernel.store import check, open_store
 
     with open_store(url) as s:
         (r,) = s.runs()
-        assert (r["n_desks"], r["n_desks_failed"]) == (3, 1)
+        assert (r["n_desks"], r["n_desks_failed"]) == (3, 2)
         desks = {x["desk"]: x for x in s.run_desks(r["run_id"])}
         assert desks["dead_desk"]["outcome"] == "bad_feed" and desks["dead_desk"]["error"]
-        assert all(desks[f.stem]["outcome"] == "ok" for f in sorted(feeds.iterdir())[:2])
+        assert desks["cut_desk"]["outcome"] == "partial" and desks["cut_desk"]["error"]
+        assert (
+            desks["cut_desk"]["seen"]
+            == (desks["cut_desk"]["trades"] + desks["cut_desk"]["quarantined"])
+            > 0
+        )
+        assert desks[good.stem]["outcome"] == "ok"
+        assert check(s) == []
 
 
 def test_demo_records_its_run_with_the_evaluation(tmp_path, capsys):

@@ -105,7 +105,9 @@ def make_record(n_alerts: int, n_suppressed: int, seed: int = 0) -> RunRecord:
         )
         for i in range(n_suppressed)
     ]
-    desks = [DeskRow(d, "ok", None, 100_000, 10, n_alerts // len(DESKS), 1.0) for d in DESKS]
+    desks = [
+        DeskRow(d, "ok", None, 100_010, 100_000, 10, n_alerts // len(DESKS), 1.0) for d in DESKS
+    ]
     return RunRecord(
         kind="batch",
         config={"window_minutes": 30.0},

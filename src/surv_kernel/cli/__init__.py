@@ -7,6 +7,7 @@ Subcommands::
     surv-kernel calibrate HISTORY... --out baselines.json
     surv-kernel run FEED... --baselines baselines.json
     surv-kernel evaluate [--seeds 0 1 2]       received rule vs model on labelled days
+    surv-kernel serve --feeds DIR --state DIR  the intraday service (RUNBOOK: "The intraday service")
     surv-kernel run FEED... --store sqlite:///alerts.db   also record the run in the alert store
     surv-kernel alerts list|show|assign|close|escalate|reopen|history|export --store URL
     surv-kernel store check|migrate|runs|prune --store URL
@@ -91,7 +92,7 @@ import threading
 from collections.abc import Sequence
 
 from ..errors import ConfigError, DataError, InputError, OutputError, SurveillanceError
-from . import alerts, calibrate, demo, evaluate, reference, run
+from . import alerts, calibrate, demo, evaluate, reference, run, serve
 from .common import (
     EXIT_BAD_DATA,
     EXIT_BROKEN_PIPE,
@@ -139,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
-    for command in (demo, run, calibrate, evaluate, reference, alerts):
+    for command in (demo, run, calibrate, evaluate, reference, serve, alerts):
         command.add_parser(sub, common, model, pool)
     return parser
 

@@ -106,6 +106,11 @@ def check(store: Store, *, deep: bool = True) -> list[str]:
         "WHERE q.run_id = r.run_id)",
         "run(s) whose counts differ from the rows stored for them",
     )
+    some(
+        "SELECT run_id || ' ' || desk FROM run_desks WHERE outcome IN ('ok', 'partial') "
+        "AND seen <> trades + quarantined",
+        "desk(s) whose records seen differ from analysed + quarantined",
+    )
     if deep:
         bad = []
         for alert_id, content in b.query("SELECT alert_id, content FROM alerts"):

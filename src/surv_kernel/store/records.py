@@ -42,12 +42,13 @@ def trading_date(ns: int) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class DeskRow:
-    """One desk's reconciliation in a run: records read = trades + quarantined."""
+    """One desk's reconciliation in a run: records seen = trades analysed + quarantined."""
 
     desk: str
-    outcome: str  # "ok" or the failure kind
-    error: str | None
-    trades: int
+    outcome: str  # "ok", "partial" or the failure kind (bad_feed, timeout, ...)
+    error: str | None  # the failure, or why partial
+    seen: int  # records read
+    trades: int  # analysed
     quarantined: int
     alerts: int
     seconds: float | None
@@ -198,31 +199,33 @@ def run_record(result: Any, summary: dict[str, Any]) -> RunRecord:
     for d, home, peak in zip(alerts, homes, peaks, strict=True):
         d["desk"] = home
         d["peak_trades"] = peak
-    names = batch.dictionaries.desk
-    per_desk_trades = np.bincount(batch.desk, minlength=len(names)) if len(batch) else []
-    alerts_by_desk: dict[str, int] = {}
-    for home in homes:
-        alerts_by_desk[home] = alerts_by_desk.get(home, 0) + 1
+    # the run's own reconciliation (pipeline.completeness): every source,
+    # ok / partial / failed, with seen = analysed + quarantined
+    failed = {f.source.desk: f for f in result.failures}
+    seconds = {r.source.desk: r.seconds for r in result.reads}
     desks: list[DeskRow] = []
     quarantine: list[tuple[str, str, int]] = []
-    for read in result.reads:
-        desk = read.source.desk
-        code = names.get(desk)
-        trades = int(per_desk_trades[code]) if code is not None and len(batch) else 0
+    for rec in result.desks:
+        f = failed.get(rec.desk)
+        if f is not None:  # the failure's kind (bad_feed, timeout, ...) is the outcome
+            desks.append(
+                DeskRow(rec.desk, f.kind, " ".join(str(f.error).split()), 0, 0, 0, 0, None)
+            )
+            continue
+        n_quarantined = sum(rec.quarantined.values())
         desks.append(
             DeskRow(
-                desk,
-                "ok",
-                None,
-                trades,
-                read.quarantine.total,
-                alerts_by_desk.get(desk, 0),
-                read.seconds,
+                rec.desk,
+                rec.status,
+                "; ".join(rec.reasons) or None,
+                rec.seen,
+                rec.analysed,
+                n_quarantined,
+                rec.alerts,
+                seconds.get(rec.desk),
             )
         )
-        quarantine.extend((desk, str(r), int(n)) for r, n in read.quarantine.counts.items())
-    for f in result.failures:
-        desks.append(DeskRow(f.source.desk, f.kind, " ".join(str(f.error).split()), 0, 0, 0, None))
+        quarantine.extend((rec.desk, str(r), int(n)) for r, n in rec.quarantined.items())
     first = last = None
     if len(batch):
         first = trading_date(int(batch.timestamp_ns.min()))

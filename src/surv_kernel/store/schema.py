@@ -15,9 +15,10 @@ every JSON column is msgspec JSON with NaN as ``null``):
     whom, the code version, the config and the whole run summary (JSON), the
     trading dates it covered and its counts;
 ``run_desks``
-    per run and desk: outcome (``ok`` or the failure kind and error), trades
-    accepted, records quarantined and alerts homed there: the desk's
-    reconciliation (records read = trades + quarantined);
+    per run and desk: outcome (``ok``, ``partial`` with why, or the failure
+    kind and error), records seen, trades analysed, records quarantined and
+    alerts homed there: the desk's reconciliation (seen = trades + quarantined,
+    checked by the run and again by ``store check``);
 ``run_quarantine``
     per run, desk and reason: how many records were quarantined;
 ``alerts``
@@ -91,6 +92,7 @@ _V1_COMMON = [
         desk TEXT NOT NULL,
         outcome TEXT NOT NULL,
         error TEXT,
+        seen BIGINT NOT NULL,
         trades BIGINT NOT NULL,
         quarantined BIGINT NOT NULL,
         alerts BIGINT NOT NULL,

@@ -222,11 +222,11 @@ class Store:
                     ),
                 )[0]
                 b.executemany(
-                    "INSERT INTO run_desks (run_id, desk, outcome, error, trades, quarantined, "
-                    "alerts, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO run_desks (run_id, desk, outcome, error, seen, trades, "
+                    "quarantined, alerts, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
-                        (run_id, d.desk, d.outcome, d.error, d.trades, d.quarantined, d.alerts,
-                         d.seconds)
+                        (run_id, d.desk, d.outcome, d.error, d.seen, d.trades, d.quarantined,
+                         d.alerts, d.seconds)
                         for d in rec.desks
                     ],
                 )  # fmt: skip
@@ -336,7 +336,7 @@ class Store:
         return [dict(zip(names, r, strict=True)) for r in rows]
 
     def run_desks(self, run_id: str) -> list[dict[str, Any]]:
-        cols = ["desk", "outcome", "error", "trades", "quarantined", "alerts", "seconds"]
+        cols = ["desk", "outcome", "error", "seen", "trades", "quarantined", "alerts", "seconds"]
         rows = self.backend.query(
             f"SELECT {', '.join(cols)} FROM run_desks WHERE run_id = ? ORDER BY desk", (run_id,)
         )
