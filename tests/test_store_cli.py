@@ -239,3 +239,30 @@ def test_demo_records_its_run_with_the_evaluation(tmp_path, capsys):
         summary = json.loads(s.backend.query("SELECT summary FROM runs")[0][0])
         assert r["n_alerts"] == summary["alerts"] == s.count("alerts") > 0
         assert "evaluation" in summary and summary["scenario"]["traders"] == 24
+
+
+def test_serve_with_store_killed_and_restarted_stores_each_alert_once(url, tmp_path):
+    """``surv-kernel serve --store``: a real service SIGKILLed mid-day and
+    restarted; the store holds every alert of batch detection exactly once,
+    closed, with the batch's content, and one 'created' audit entry each."""
+    import signal
+
+    from surv_kernel.store import check, open_store
+    from test_serve import Day, Serve, all_closed, feed_day
+
+    day = Day(tmp_path)
+    svc = Serve(tmp_path / "svc", day, "--store", url, "--user", "svc")
+    svc.start()
+    feed_day(svc, day, {len(day.slices) // 2}, seed=3)
+    svc.wait_for(all_closed(len(day.alerts)))
+    assert svc.kill(signal.SIGTERM) == 0
+    with open_store(url, migrate=False) as s:
+        rows = s.list_alerts(content=True)
+        assert sorted(r["alert_id"] for r in rows) == sorted(day.alerts)
+        for r in rows:
+            assert r["stream_status"] == "closed"
+            want = day.alerts[r["alert_id"]]
+            assert {k: r["content"][k] for k in want} == want
+        assert s.count("audit_log") == len(day.alerts)
+        assert {e["who"] for r in rows for e in s.history(r["alert_id"])} == {"svc"}
+        assert check(s) == []

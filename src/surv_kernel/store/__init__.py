@@ -11,7 +11,8 @@
 - :mod:`.maintenance`: ``store check`` and retention (``store prune``);
 - :mod:`.feedback`: precision from the analysts' dispositions, suppressed
   episodes later alerted (for calibration);
-- :mod:`.sink`: :class:`StoreSink` on the pipeline's Sink seam.
+- :mod:`.sink`: :class:`StoreSink` on the pipeline's Sink seam,
+  :class:`StoreEventSink` on ``surv-kernel serve``'s event-sink seam.
 
 Example::
 
@@ -39,7 +40,7 @@ from .cases import DISPOSITIONS, STATUSES, TransitionError
 from .maintenance import check, parse_age, prune
 from .records import RunRecord, run_record
 from .schema import RETENTION_FLOOR_DAYS, SCHEMA_VERSION
-from .sink import StoreSink
+from .sink import StoreEventSink, StoreSink
 from .store import AlertNotFoundError, Store, default_user, open_store
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "StoreConfigError",
     "StoreDataError",
     "StoreError",
+    "StoreEventSink",
     "StoreSink",
     "StoreUnavailableError",
     "StoreWriteError",

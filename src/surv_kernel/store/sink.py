@@ -8,7 +8,7 @@ from typing import Any
 from .backend import redact
 from .store import Store, open_store
 
-__all__ = ["StoreSink"]
+__all__ = ["StoreEventSink", "StoreSink"]
 
 
 class StoreSink:
@@ -42,3 +42,48 @@ class StoreSink:
             url = self.store
         result.stages["store"] = result.stages.get("store", 0.0) + time.perf_counter() - t0
         return {"store": f"{redact(url)} run {self.run_id}"}
+
+
+class StoreEventSink:
+    """The store on ``surv-kernel serve``'s event-sink seam
+    (:mod:`surv_kernel.service.sinks`): ``write`` collects the events,
+    ``commit`` upserts them by alert id in one transaction (``open`` /
+    ``update`` partial, ``closed`` / ``withdrawn`` final) and then commits
+    ``inner`` (the ``--out`` file or stdout), whose position it returns.
+
+    Exactly once in the store does not need the events back: the service
+    commits the sink before each checkpoint, so after a crash it replays at
+    most the events since the last one, and an upsert of an event already
+    stored changes nothing (a replayed ``open`` never overwrites a stored
+    ``closed``). ``recover`` is the inner sink's.
+    """
+
+    def __init__(self, store: str | Store, inner: Any = None, *, who: str | None = None) -> None:
+        self.store = store if isinstance(store, Store) else open_store(store)
+        self.inner = inner
+        self.who = who
+        self._pending: list[Any] = []
+
+    def recover(self, position: int | None) -> list[Any]:
+        return self.inner.recover(position) if self.inner is not None else []
+
+    def write(self, events: Any) -> None:
+        if self.inner is not None:
+            self.inner.write(events)
+        self._pending.extend(events)
+
+    def commit(self) -> int | None:
+        if self._pending:
+            self.store.record_event_dicts(
+                ((e.alert_id, e.status, e.alert) for e in self._pending), who=self.who
+            )
+            self._pending.clear()
+        return self.inner.commit() if self.inner is not None else None
+
+    def close(self) -> None:
+        try:
+            self.commit()
+        finally:
+            if self.inner is not None:
+                self.inner.close()
+            self.store.close()

@@ -254,11 +254,20 @@ class Store:
         transaction); returns how many alerts were new. ``open`` / ``update``
         are partial content, ``closed`` / ``withdrawn`` final; the id is the
         episode's from open to close, so a replayed day adds no rows."""
+        return self.record_event_dicts(
+            ((ev.episode_id, ev.status, ev.alert.to_dict()) for ev in events), who=who
+        )
+
+    def record_event_dicts(
+        self, events: Iterable[tuple[str, str, dict[str, Any]]], *, who: str | None = None
+    ) -> int:
+        """:meth:`record_events` for ``(alert_id, status, Alert.to_dict())``
+        triples (the service's published events)."""
         dicts: dict[str, tuple[dict[str, Any], str]] = {}
-        for ev in events:
-            d = ev.alert.to_dict()
+        for alert_id, status, alert in events:
+            d = dict(alert)
             d.setdefault("desks", [])
-            dicts[ev.episode_id] = (d, ev.status)  # the last event of an episode wins
+            dicts[alert_id] = (d, status)  # the last event of an episode wins
         if not dicts:
             return 0
         who = default_user(who)
