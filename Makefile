@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 $(VENV)/.deps: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
-	$(PY) -m pip install --quiet ".[test,report]"
+	$(PY) -m pip install --quiet ".[test,report,postgres]"
 	touch $@
 
 # The package is installed (not put on sys.path), so the tests run against

@@ -10,6 +10,9 @@ Subcommands::
     surv-kernel serve --feeds DIR --state DIR  the intraday service (RUNBOOK: "The intraday service")
     surv-kernel backtest HISTORY --from DATE --to DATE --rolling-calibration N --out DIR
                 [--engine dask [--scheduler ADDRESS]]  past days (date=YYYY-MM-DD/) rerun
+    surv-kernel run FEED... --store sqlite:///alerts.db   also record the run in the alert store
+    surv-kernel alerts list|show|assign|close|escalate|reopen|history|export --store URL
+    surv-kernel store check|migrate|runs|prune --store URL
 
 ``run`` takes files or directories of desk feeds (``*.json``, ``*.ndjson``,
 ``*.jsonl``; a JSON array or one JSON object per line). The desk name is the
@@ -91,7 +94,7 @@ import threading
 from collections.abc import Sequence
 
 from ..errors import ConfigError, DataError, InputError, OutputError, SurveillanceError
-from . import backtest, calibrate, demo, evaluate, reference, run, serve
+from . import alerts, backtest, calibrate, demo, evaluate, reference, run, serve
 from .common import (
     EXIT_BAD_DATA,
     EXIT_BROKEN_PIPE,
@@ -139,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
-    for command in (demo, run, calibrate, backtest, evaluate, reference, serve):
+    for command in (demo, run, calibrate, backtest, evaluate, reference, serve, alerts):
         command.add_parser(sub, common, model, pool)
     return parser
 

@@ -51,13 +51,16 @@ EXIT_BROKEN_PIPE = 141
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success",
     EXIT_INTERNAL: "internal error (a bug: rerun with --debug for the traceback)",
-    EXIT_USAGE: "usage: unknown option, bad option value, conflicting arguments",
+    EXIT_USAGE: "usage: unknown option, bad option value, conflicting arguments, a case step "
+    "the alert's status does not allow",
     EXIT_NO_INPUT: "input not found: missing file or directory, directory without feed files, "
-    "unreadable file",
+    "unreadable file, no such alert store or alert",
     EXIT_FEED_FAILED: "a desk feed failed (not JSON, unreadable, timed out); the other desks' "
     "alerts were still written and the failed desks are named",
-    EXIT_BAD_DATA: "a baselines or history file is unusable",
-    EXIT_OUTPUT: "an output (alerts, summary, report, metrics, baselines) could not be written",
+    EXIT_BAD_DATA: "a baselines or history file is unusable; an alert store of another schema "
+    "version or failing 'store check'",
+    EXIT_OUTPUT: "an output (alerts, summary, report, metrics, baselines, the alert store) could "
+    "not be written",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); this run's outputs were not published",
     EXIT_TERMINATED: "terminated (SIGTERM); this run's outputs were not published",
     EXIT_BROKEN_PIPE: "stdout was closed early (e.g. '| head'): the output is incomplete",
@@ -238,6 +241,20 @@ def option_groups() -> tuple[argparse.ArgumentParser, ...]:
     return common, model, pool
 
 
+def store_option(parser: argparse.ArgumentParser) -> None:
+    """``--store URL`` and ``--user NAME`` of the commands that write runs."""
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="also record the run (alerts, suppressed episodes, quarantine summary, per-desk "
+        "outcomes) in this alert store: sqlite:///path.db or postgresql://user@host/db; "
+        "work it with 'surv-kernel alerts'",
+    )
+    parser.add_argument(
+        "--user", metavar="NAME", help="who ran it, in the store's records (default: $USER)"
+    )
+
+
 def subcommand(
     sub: Any, name: str, parents: list[argparse.ArgumentParser], help: str, description: str
 ) -> argparse.ArgumentParser:
@@ -365,6 +382,8 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         )
     if "report" in s["outputs"]:
         lines.append(f"report       {s['outputs']['report']}")
+    if "store" in s["outputs"]:
+        lines.append(f"store        {s['outputs']['store']}")
     rec = [d for d in s.get("reconciliation", ()) if d["status"] != "failed"]
     if rec:
         seen = sum(d["seen"] for d in rec)

@@ -18,6 +18,7 @@ from .common import (
     nonnegative_int,
     positive_float,
     positive_int,
+    store_option,
     subcommand,
     summary_lines,
 )
@@ -63,6 +64,7 @@ def add_parser(sub: Any, common: Any, model: Any, pool: Any) -> None:
         metavar="N",
         help=f"chart at most the N highest-scoring alerts in the report (default {DEFAULT_MAX_CHARTS})",
     )
+    store_option(demo)
     demo.set_defaults(func=cmd_demo)
 
 
@@ -200,6 +202,12 @@ def _evaluate_and_report(
         extra=extra,
         shown_as=out.shown_as,
     ).write(result)
+    if args.store:
+        from ..store import StoreSink
+
+        # with the evaluation in the stored summary; before summary.json,
+        # which names the run id
+        result.outputs.update(StoreSink(args.store, who=args.user, extra=extra).write(result))
     extra["total_s"] = time.perf_counter() - t0
     SummarySink(staging / "summary.json", extra=extra).write(result)
     return summary_dict(result, extra=extra)

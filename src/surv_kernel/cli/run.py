@@ -15,6 +15,7 @@ from .common import (
     failure_error,
     load_baselines,
     nonnegative_int,
+    store_option,
     subcommand,
     summary_lines,
 )
@@ -70,6 +71,7 @@ def add_parser(sub: Any, common: Any, model: Any, pool: Any) -> None:
         help="progress line on stderr (auto: when stderr is a terminal and reading takes "
         "more than a second)",
     )
+    store_option(run)
     run.set_defaults(func=cmd_run)
 
 
@@ -117,6 +119,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                 report, max_charts=args.max_charts, title="surv-kernel run", shown_as=shown_as
             )
         )
+    if args.store:
+        from ..store import StoreSink
+
+        # after the files are staged, before summary.json (which names the
+        # run id): a store that cannot be written fails the run, unpublished
+        sinks.append(StoreSink(args.store, who=args.user))
     if staging is not None:
         sinks.append(SummarySink(staging / "summary.json"))
     try:

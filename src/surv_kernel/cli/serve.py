@@ -110,6 +110,13 @@ def add_parser(sub: Any, common: Any, model: Any, pool: Any) -> None:
         help="after this many quiet seconds, move event time on at wall speed to close "
         "episodes (default 2)",
     )
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help="also upsert every event into this alert store (sqlite:///path.db or "
+        "postgresql://...), committed before each checkpoint; work it with 'surv-kernel alerts'",
+    )
+    p.add_argument("--user", metavar="NAME", help="who runs it, in the store (default: $USER)")
     p.set_defaults(func=cmd_serve)
 
 
@@ -164,6 +171,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     sink = JsonLinesFileSink(args.out) if args.out else StdoutSink()
+    if args.store:
+        from ..store import StoreEventSink
+
+        sink = StoreEventSink(args.store, sink, who=args.user)
     try:
         service = Service(cfg, sink, detection, baselines, metrics=metrics)
         holder["service"] = service
