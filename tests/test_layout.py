@@ -81,10 +81,13 @@ def code_lines(path: Path) -> int:
     doc_lines: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-                if isinstance(body[0].value.value, str):
-                    doc_lines.update(range(body[0].lineno, body[0].end_lineno + 1))
+            first = node.body[0] if node.body else None
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
+                doc_lines.update(range(first.lineno, first.end_lineno + 1))
     n = 0
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         s = line.strip()
