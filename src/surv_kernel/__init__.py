@@ -42,6 +42,15 @@ _LAZY = {
     "QuarantineRecord": "ingest",
     "FeedError": "ingest",
     "Trade": "schema",
+    # the one validation step for columns from any reader
+    "validate_columns": "validate",
+    "ColumnError": "validate",
+    "Utf8Column": "validate",
+    # frames in and out (pyarrow, imported only here)
+    "read_frame": "frames",
+    "iter_frame": "frames",
+    "iter_parquet": "frames",
+    "iter_csv": "frames",
     # kernel wrappers
     "rolling_window_sums": "windows",
     "window_stats": "windows",

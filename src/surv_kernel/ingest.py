@@ -139,6 +139,7 @@ __all__ = [
     "TradeIdSet",
     "columns_from_dicts",
     "decode_feed",
+    "ingest_columns",
     "iter_feed",
 ]
 
@@ -566,6 +567,7 @@ class _Run:
         skip: np.ndarray,
         earlier: Sequence[tuple[int, str, str, bytes | str, int | None, str | None]] = (),
         hint: int = 0,
+        timestamp_ns: np.ndarray | None = None,
     ) -> None:
         """Check values, drop duplicates, intern, and append one part's kept
         rows to ``sink`` (``hint``: rows the sink may expect in total).
@@ -575,6 +577,9 @@ class _Run:
         rows for None); ``earlier`` holds records the part already rejected
         while decoding (position, reason, detail, raw, offset, trade_id); all
         quarantine records of the part are added in position order.
+        ``timestamp_ns``: exact nanoseconds for readers whose timestamps are
+        integers or datetimes (``timestamp`` then only serves the range check
+        and messages); None converts ``timestamp`` seconds.
         """
         lim = self.limits
         n = positions.shape[0]
@@ -651,9 +656,12 @@ class _Run:
         a = sink.reserve(m, hint)
         b = a + m
         cols = sink.cols
-        fs.seconds_to_ns(
-            timestamp, np.arange(n) if rows is None else rows, cols["timestamp_ns"][a:b]
-        )
+        if timestamp_ns is not None:
+            _put(cols["timestamp_ns"][a:b], timestamp_ns, rows)
+        else:
+            fs.seconds_to_ns(
+                timestamp, np.arange(n) if rows is None else rows, cols["timestamp_ns"][a:b]
+            )
         _put(cols["notional_usd"][a:b], usd, rows)
         _put(cols["notional"][a:b], notional, rows)
         _put(cols["trader"][a:b], self.trader.lut, trader if every else trader[rows])
@@ -1796,3 +1804,64 @@ class _DictRewrite:
                 ):
                     return why, f"{field} {float(value)!r} is not a finite number", raw, None
         return reason, detail, raw, None
+
+
+# ---------------------------------------------------------------------------
+# Columns from other readers (Arrow, Parquet, CSV, DataFrames)
+# ---------------------------------------------------------------------------
+def ingest_columns(
+    *,
+    desk: str | None,
+    dictionaries: Dictionaries | None,
+    limits: IngestLimits | None,
+    positions: np.ndarray,
+    strings: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    trade_ids: Callable[[np.ndarray | None], np.ndarray],
+    notional: np.ndarray,
+    timestamp: np.ndarray,
+    timestamp_ns: np.ndarray | None,
+    surveillance: np.ndarray,
+    skip: np.ndarray,
+    earlier: Sequence[tuple[int, str, str, bytes | str, int | None, str | None]],
+    raw_of: Callable[[int], bytes | str],
+) -> tuple[TradeBatch, Quarantine]:
+    """The tail every feed goes through, for columns a non-JSON reader built:
+    the value checks, duplicate ids, FX conversion and interning of ``_Run.finish``.
+
+    Called by :func:`surv_kernel.validate.validate_columns` (use that: it
+    checks the columns' kinds and turns nulls into ``wrong_type`` records).
+    ``strings`` maps ``trade_id``, ``asset_class``, ``currency`` and
+    ``trader_id`` to UTF-8 spans ``(buf, starts, lengths)``; rows with
+    ``skip`` were rejected by the caller (their entries are in ``earlier``).
+    A columnar row has no record text, so ``record_too_large`` never applies.
+    """
+    run = _Run(desk, dictionaries, limits)
+    q = run.quarantine()
+    sink = _Sink(run.dictionaries, int(positions.shape[0]))
+    id_buf, id_start, id_len = strings["trade_id"]
+    id_hash = np.empty(id_start.shape[0], np.uint64)
+    fs.hash_spans(id_buf, id_start, id_len, id_hash)
+    trader = strings["trader_id"]
+    run.finish(
+        q,
+        sink,
+        positions=positions,
+        lengths=np.zeros(positions.shape[0], np.int64),
+        notional=notional,
+        timestamp=timestamp,
+        timestamp_ns=timestamp_ns,
+        surveillance=surveillance,
+        asset_class=run.asset_class.intern(*strings["asset_class"]),
+        currency=run.currency.intern(*strings["currency"]),
+        trader=run.trader.intern(*trader),
+        id_hash=id_hash,
+        id_len=id_len,
+        trader_len=trader[2],
+        ids_of=trade_ids,
+        raw_of=raw_of,
+        offset_of=lambda row: None,
+        skip=skip,
+        earlier=earlier,
+    )
+    _log_quarantine(q, desk, "validate_columns")
+    return sink.batch(), q
