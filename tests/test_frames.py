@@ -10,6 +10,7 @@ group / block size, and the same alerts.
 from __future__ import annotations
 
 import io
+import json
 import math
 import subprocess
 import sys
@@ -539,3 +540,211 @@ def test_core_import_does_not_import_pyarrow():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------------------
+# Frames out: detect_frame, Detection.to_*, reprs
+# ---------------------------------------------------------------------------
+def test_detect_frame_returns_frames_of_the_callers_kind(day):
+    ref = detect(decode_feed(msgspec.json.encode(day), desk="D")[0])
+    ref_ids = [a.alert_id for a in ref.alerts]
+    table = pa.Table.from_pylist(day, schema=SCHEMA)
+    inputs = {
+        "arrow": (table, pa.Table),
+        "polars": (pl.from_arrow(table), pl.DataFrame),
+        "pandas": (table.to_pandas(), pd.DataFrame),
+    }
+    for name, (frame, kind) in inputs.items():
+        out = sk.detect_frame(frame, desk="D")
+        assert isinstance(out.alerts, kind), name
+        assert isinstance(out.suppressed, kind), name
+        assert isinstance(out.quarantine, kind), name
+        assert msgspec.json.encode(out.detection) == msgspec.json.encode(ref), name
+        alerts = pa.Table.from_pandas(out.alerts) if name == "pandas" else out.alerts
+        if name == "polars":
+            alerts = alerts.to_arrow()
+        assert alerts.column("alert_id").to_pylist() == ref_ids, name
+        assert alerts.column("trades").to_pylist() == [a.trades for a in ref.alerts], name
+        assert alerts.column("z").to_pylist() == [a.explanation.z for a in ref.alerts], name
+        assert alerts.column("explanation").to_pylist() == [
+            a.explanation.describe() for a in ref.alerts
+        ], name
+        assert len(out.suppressed) == len(ref.suppressed), name
+        assert len(out.quarantine) == 0, name
+    # the UTC timestamp columns are the ns columns
+    first = sk.detect_frame(table).alerts
+    assert first.column("start").cast(pa.int64()).to_pylist() == [a.start_ns for a in ref.alerts]
+    assert str(first.schema.field("peak").type) == "timestamp[ns, tz=UTC]"
+
+
+def test_detect_frame_quarantine_frame_and_a_bad_column():
+    rows = [trade(0), trade(1, notional=-5.0), trade(0)]
+    out = sk.detect_frame(pl.DataFrame(rows, schema=POLARS_SCHEMA, orient="row"))
+    assert out.quarantine["reason"].to_list() == ["bad_notional", "duplicate_trade_id"]
+    assert out.quarantine["position"].to_list() == [1, 2]
+    assert out.alerts.height == 0 and list(out.alerts.columns)[0] == "alert_id"
+    with pytest.raises(ColumnError, match="column 'timestamp'"):
+        sk.detect_frame(pd.DataFrame(rows).assign(timestamp="noon"))
+
+
+def test_detection_to_frames_and_short_reprs(day):
+    det = detect(decode_feed(msgspec.json.encode(day))[0])
+    assert repr(det) == (
+        f"Detection(alerts={len(det.alerts)}, suppressed={len(det.suppressed)}, "
+        f"n_trades={det.n_trades}, n_floor_episodes={det.n_floor_episodes})"
+    )
+    assert len(repr(det)) < 120
+    html = det._repr_html_()
+    assert f"{len(det.alerts)} alerts" in html and html.count("<tr>") == 11
+    top = max(det.alerts, key=lambda a: a.score)
+    assert top.alert_id in html
+    assert det.to_arrow().num_rows == len(det.alerts)
+    assert det.to_polars("suppressed").height == len(det.suppressed)
+    assert len(det.to_pandas()) == len(det.alerts)
+    with pytest.raises(ValueError, match="what must be"):
+        det.to_arrow("trades")
+    empty = detect(TradeBatch.empty())
+    assert repr(empty) == "Detection(alerts=0, suppressed=0, n_trades=0, n_floor_episodes=0)"
+    assert "<table>" not in empty._repr_html_()
+    assert empty.to_arrow().num_rows == 0
+
+
+def test_repr_html_escapes_trader_names():
+    rows = [trade(i, trader_id="<b>x</b>", notional=9e6, timestamp=T0 + i) for i in range(3)]
+    det = detect(decode_feed(msgspec.json.encode(rows))[0])
+    assert det.alerts, "a floor-only burst must alert"
+    html = det._repr_html_()
+    assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html
+
+
+# ---------------------------------------------------------------------------
+# Sources and the command line
+# ---------------------------------------------------------------------------
+def _run_cli(*args: str, cwd: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "surv_kernel", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def desk_feeds(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
+    root = tmp_path_factory.mktemp("feeds")
+    feeds = generate_day(1, n_traders=60).feeds()
+    for fmt in ("json", "parquet", "csv", "hive"):
+        (root / fmt).mkdir()
+    for desk, data in feeds.items():
+        rows = msgspec.json.decode(data)
+        (root / "json" / f"{desk}.json").write_bytes(data)
+        table = pa.Table.from_pylist(rows, schema=SCHEMA)
+        pq.write_table(table, root / "parquet" / f"{desk}.parquet", row_group_size=500)
+        (root / "csv" / f"{desk}.csv").write_bytes(csv_text(rows))
+        part = root / "hive" / f"desk={desk}"
+        part.mkdir()
+        half = len(rows) // 2
+        pq.write_table(table.slice(0, half), part / "part-0.parquet")
+        pq.write_table(table.slice(half), part / "part-1.parquet")
+    return root, feeds
+
+
+def test_resolve_feeds_picks_the_source_by_format(desk_feeds):
+    from surv_kernel.frames.sources import CsvSource, ParquetSource, StdinSource
+    from surv_kernel.pipeline import FileSource, resolve_feeds
+
+    root, feeds = desk_feeds
+    kinds = {
+        "json": FileSource,
+        "parquet": ParquetSource,
+        "csv": CsvSource,
+        "hive": ParquetSource,
+    }
+    for fmt, cls in kinds.items():
+        sources = resolve_feeds([root / fmt])
+        assert [type(s) for s in sources] == [cls] * len(feeds), fmt
+        assert sorted(s.desk for s in sources) == sorted(feeds), fmt
+    one = next(iter(feeds))
+    assert resolve_feeds([root / "hive" / f"desk={one}"])[0].desk == one
+    assert isinstance(resolve_feeds(["-"])[0], StdinSource)
+
+
+def test_run_gives_the_same_alerts_for_every_feed_format(desk_feeds, tmp_path):
+    root, feeds = desk_feeds
+    outputs = {}
+    for fmt in ("json", "parquet", "csv", "hive"):
+        res = _run_cli("run", str(root / fmt), "--out", str(tmp_path / fmt), cwd=tmp_path)
+        assert res.returncode == 0, res.stderr.decode()
+        outputs[fmt] = (tmp_path / fmt / "alerts.jsonl").read_bytes()
+    assert outputs["json"].count(b"\n") > 3
+    for fmt, text in outputs.items():
+        assert text == outputs["json"], fmt
+
+
+def test_run_reads_stdin_in_each_format(desk_feeds, tmp_path):
+    root, feeds = desk_feeds
+    desk = max(feeds, key=lambda d: len(feeds[d]))
+    ref = _run_cli("run", str(root / "json" / f"{desk}.json"), cwd=tmp_path)
+    assert ref.returncode == 0, ref.stderr.decode()
+    # the desk name differs (stdin): compare the alerts without it
+    expected = [
+        {k: v for k, v in json.loads(x).items() if k != "desks"} for x in ref.stdout.splitlines()
+    ]
+    assert expected
+    for fmt in ("json", "parquet", "csv"):
+        data = (root / fmt / f"{desk}.{fmt}").read_bytes()
+        res = _run_cli("run", "-", cwd=tmp_path, stdin=data)
+        assert res.returncode == 0, (fmt, res.stderr.decode())
+        got = [
+            {k: v for k, v in json.loads(x).items() if k != "desks"}
+            for x in res.stdout.splitlines()
+        ]
+        assert got == expected, fmt
+        assert all(json.loads(x)["desks"] == ["stdin"] for x in res.stdout.splitlines())
+
+
+def test_run_writes_parquet_and_csv_outputs(desk_feeds, tmp_path):
+    root, _ = desk_feeds
+    res = _run_cli("run", str(root / "json"), "--out", str(tmp_path / "j"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr.decode()
+    ref = [json.loads(x) for x in (tmp_path / "j" / "alerts.jsonl").read_text().splitlines()]
+    n_supp = len((tmp_path / "j" / "suppressed.jsonl").read_text().splitlines())
+    for fmt in ("parquet", "csv"):
+        out = tmp_path / fmt
+        res = _run_cli("run", str(root / "json"), "--out", str(out), "--format", fmt, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr.decode()
+        read = pq.read_table if fmt == "parquet" else pacsv_read
+        alerts = read(out / f"alerts.{fmt}")
+        assert alerts.column("alert_id").to_pylist() == [a["alert_id"] for a in ref]
+        desks = alerts.column("desks").to_pylist()
+        if fmt == "csv":
+            desks = [json.loads(d) for d in desks]
+        assert desks == [a["desks"] for a in ref]
+        assert read(out / f"suppressed.{fmt}").num_rows == n_supp
+        assert (out / f"quarantine.{fmt}").exists()
+
+
+def pacsv_read(path: Path) -> pa.Table:
+    import pyarrow.csv as pacsv
+
+    return pacsv.read_csv(path)
+
+
+def test_calibrate_on_parquet_history_equals_json(desk_feeds, tmp_path):
+    root, _ = desk_feeds
+    for fmt in ("json", "parquet"):
+        res = _run_cli(
+            "calibrate", str(root / fmt), "--out", str(tmp_path / f"{fmt}.json"), cwd=tmp_path
+        )
+        assert res.returncode == 0, res.stderr.decode()
+    assert (tmp_path / "json.json").read_bytes() == (tmp_path / "parquet.json").read_bytes()
+
+
+def test_run_on_a_parquet_feed_with_a_string_timestamp_fails_the_desk(tmp_path):
+    table = pa.Table.from_pylist([trade(0)], schema=SCHEMA)
+    bad = table.set_column(5, "timestamp", pa.array(["2026-01-01"]))
+    pq.write_table(bad, tmp_path / "d.parquet")
+    res = _run_cli("run", str(tmp_path / "d.parquet"), cwd=tmp_path)
+    assert res.returncode == 4, res.stderr.decode()
+    assert "column 'timestamp' holds Arrow string" in res.stderr.decode()

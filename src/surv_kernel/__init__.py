@@ -51,6 +51,7 @@ _LAZY = {
     "iter_frame": "frames",
     "iter_parquet": "frames",
     "iter_csv": "frames",
+    "detect_frame": "frames",
     # kernel wrappers
     "rolling_window_sums": "windows",
     "window_stats": "windows",

@@ -27,9 +27,23 @@ from typing import Any
 from ..batch import Dictionaries, TradeBatch
 from ..ingest import IngestLimits, Quarantine
 from .arrow import arrow_columns, check_schema, iter_arrow, read_arrow
+from .output import (
+    FrameDetection,
+    alerts_table,
+    as_kind,
+    detect_frame,
+    quarantine_table,
+    suppressed_table,
+)
 from .readers import frame_kind, hive_desk, iter_csv, iter_parquet, parquet_files, to_arrow
 
 __all__ = [
+    "FrameDetection",
+    "alerts_table",
+    "as_kind",
+    "detect_frame",
+    "quarantine_table",
+    "suppressed_table",
     "arrow_columns",
     "check_schema",
     "frame_kind",
