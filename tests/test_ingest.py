@@ -556,7 +556,7 @@ def test_deep_nesting_is_bad_json_not_an_exception() -> None:
         batch, q = decode_feed(feed)
         assert batch.trade_id.tolist() == ["T0000000", "T0000001"]
         assert [(r.position, r.reason) for r in q] == [(1, "bad_json")]
-        assert "nested too deeply" in q[0].detail
+        assert "levels deep, more than the 32 allowed" in q[0].detail
     nested: Any = 1
     for _ in range(5000):
         nested = {"a": nested}

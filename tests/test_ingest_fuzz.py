@@ -241,10 +241,13 @@ def check(
         assert record.raw == text[: LIMITS.raw_bytes].decode("utf-8", "replace")
         assert record.desk == "fuzz" and record.detail
     assert q.total == len(bad) and not q.dropped
+    # conservation, counted by ingest itself: every record delimited is kept or quarantined
+    assert q.seen == len(rows) + len(bad)
     parts = list(iter_feed(feed, chunk_size=chunk, desk="fuzz", limits=LIMITS))
     sbatch, sq = concat_stream(parts, parts[0][0].dictionaries)
     assert rows_of(sbatch) == rows
     assert list(sq) == list(q)
+    assert sum(part_q.seen for _, part_q in parts) == q.seen
 
 
 @pytest.fixture(autouse=True)

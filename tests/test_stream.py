@@ -460,6 +460,137 @@ def test_many_chunks_small_blocks_and_id_compaction_keep_equivalence(scenario, m
     assert [enc(e) for e in run.events] == [enc(e) for e in full.events]
 
 
+# -- sealed checkpoints and the duplicate set ---------------------------------------------
+
+
+def desk_slices(day, minutes: int = 30) -> list[tuple[str, bytes]]:
+    """The day's desk feeds as NDJSON chunks, one per (time slice, desk), in
+    slice order: how desks deliver intraday."""
+    out = []
+    per_desk = {desk: msgspec.json.decode(data) for desk, data in day.feeds().items()}
+    t_min = min(t["timestamp"] for ts in per_desk.values() for t in ts)
+    t_max = max(t["timestamp"] for ts in per_desk.values() for t in ts)
+    step = 60.0 * minutes
+    for k in range(int((t_max - t_min) // step) + 1):
+        lo, hi = t_min + k * step, t_min + (k + 1) * step
+        for desk, trades in per_desk.items():
+            part = [t for t in trades if lo <= t["timestamp"] < hi]
+            if part:
+                out.append((desk, b"\n".join(msgspec.json.encode(t) for t in part)))
+    return out
+
+
+@pytest.mark.parametrize("max_trade_ids", [stream_module.CHECKPOINT_MAX_TRADE_IDS, 0])
+def test_redelivered_batches_after_restore_are_duplicates_and_change_nothing(
+    scenario, max_trade_ids
+):
+    """Deliver, checkpoint, restore, deliver the last batch (and an older
+    one) again: no trade is accepted twice and the events are those of the
+    uninterrupted stream. With max_trade_ids=0 the checkpoint keeps only the
+    held rows' ids: the last batch is still recognised as duplicates, the
+    older one is late; neither is accepted."""
+    day, base = scenario
+    chunks = desk_slices(day)
+    lateness = 45 * MIN  # a slice is 30 min: chunks of one slice are on time
+    whole = SurveillanceStream(DetectionConfig(), base, lateness_ns=lateness, metrics=None)
+    full = Run()
+    for desk, chunk in chunks:
+        full.add(whole.push_feed(chunk, desk=desk))
+    full.add(whole.flush())
+    assert full.quarantine == [] and len(full.closed()) >= 5
+
+    at = len(chunks) // 2
+    first = SurveillanceStream(DetectionConfig(), base, lateness_ns=lateness, metrics=None)
+    run = Run()
+    for desk, chunk in chunks[:at]:
+        run.add(first.push_feed(chunk, desk=desk))
+    saved = first.checkpoint(max_trade_ids=max_trade_ids)
+    del first
+    restored = SurveillanceStream.restore(saved, metrics=None)
+    assert restored.stats()["trade_ids_complete"] is (max_trade_ids > 0)
+    for desk, chunk in (chunks[at - 1], chunks[at - 12]):  # the last batch, an older one
+        again = restored.push_feed(chunk, desk=desk)
+        n = chunk.count(b"\n") + 1
+        assert again.n_accepted == 0 and len(again.quarantine) == n
+        assert again.events == [] and again.suppressed == []
+        reasons = {q.reason for q in again.quarantine}
+        if max_trade_ids or chunk is chunks[at - 1][1]:
+            assert reasons == {"duplicate_trade_id"}
+        else:
+            assert reasons <= {"duplicate_trade_id", "late_trade"}
+    for desk, chunk in chunks[at:]:
+        run.add(restored.push_feed(chunk, desk=desk))
+    run.add(restored.flush())
+    assert run.quarantine == []
+    assert [enc(e) for e in run.events] == [enc(e) for e in full.events]
+    assert [enc(s) for s in run.suppressed] == [enc(s) for s in full.suppressed]
+    assert restored.stats()["trades"] == whole.stats()["trades"]
+
+
+def small_checkpoint() -> bytes:
+    cfg = DetectionConfig()
+    base = calibrate(make_batch(history_rows()), cfg)
+    stream = SurveillanceStream(cfg, base, lateness_ns=60 * SEC, metrics=None)
+    feed_bytes = b"\n".join(
+        msgspec.json.encode(
+            {
+                "trade_id": f"S{i}",
+                "trader_id": "P1",
+                "asset_class": "equity",
+                "notional": 2e6 * (i + 1),
+                "currency": "USD",
+                "timestamp": T0 / SEC + 60.0 * i,
+                "surveillance_required": True,
+            }
+        )
+        for i in range(4)
+    )
+    u = stream.push_feed(feed_bytes, desk="D1")
+    assert u.n_accepted == 4 and u.events  # an open episode and held rows in the state
+    return stream.checkpoint()
+
+
+def test_every_flipped_byte_of_a_checkpoint_is_a_clear_error():
+    """A flipped bit anywhere (payload, digest, tag, kind, format, msgpack
+    framing) is a SealError naming the checkpoint, never another state."""
+    data = small_checkpoint()
+    SurveillanceStream.restore(data, metrics=None)  # the intact one restores
+    assert len(data) > 500
+    for i in range(len(data)):
+        for mask in (1 << (i % 8), 0xFF):
+            bad = bytearray(data)
+            bad[i] ^= mask
+            with pytest.raises(stream_module.SealError, match="checkpoint"):
+                SurveillanceStream.restore(bytes(bad), metrics=None)
+    for n in range(0, len(data), 7):  # a torn write
+        with pytest.raises(stream_module.SealError, match="checkpoint"):
+            SurveillanceStream.restore(data[:n], metrics=None)
+    with pytest.raises(stream_module.SealError, match="checkpoint"):
+        SurveillanceStream.restore(data + b"\x00", metrics=None)
+
+
+def test_checkpoint_errors_are_data_errors_with_a_way_forward():
+    from surv_kernel.errors import DataError
+    from surv_kernel.sealed import seal, unseal
+
+    data = small_checkpoint()
+    payload = unseal(data, "surv_kernel.stream", 2, "x")
+    other_kind = seal("surv_kernel.service", 2, payload)
+    with pytest.raises(DataError, match="'surv_kernel.service' state"):
+        SurveillanceStream.restore(other_kind, metrics=None)
+    newer = seal("surv_kernel.stream", 3, payload)
+    with pytest.raises(DataError, match="format 3; .* reads format 2"):
+        SurveillanceStream.restore(newer, metrics=None)
+    # an unsealed checkpoint of format 1, as main wrote it before sealing
+    legacy = msgspec.msgpack.decode(payload)
+    del legacy["trade_id_hashes"], legacy["trade_ids_complete"]
+    legacy["version"] = 1
+    with pytest.raises(DataError, match="unsealed stream checkpoint of format 1.*replaying"):
+        SurveillanceStream.restore(msgspec.msgpack.encode(legacy), metrics=None)
+    with pytest.raises(ValueError, match="max_trade_ids"):
+        SurveillanceStream(metrics=None).checkpoint(max_trade_ids=-1)
+
+
 def test_id_arena_round_trips_any_string_and_compacts():
     arena = stream_module._IdArena()
     ids = ["T1", "", "é€", "a\x00b", "\ud800x", "long-" * 40]

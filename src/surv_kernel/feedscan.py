@@ -195,6 +195,37 @@ _U33 = np.uint64(33)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
+def max_nesting(buf, starts, ends):  # pragma: no cover - jitted
+    """Deepest ``[``/``{`` nesting over the records ``buf[starts[i]:ends[i]]``
+    (brackets inside strings do not count; a record object alone is 1). A
+    fixed limit on this replaces msgspec's recursion limit, which shares
+    Python's stack counter and so depended on the caller's stack depth."""
+    best = 0
+    for r in range(starts.shape[0]):
+        depth = 0
+        in_str = False
+        i = starts[r]
+        end = ends[r]
+        while i < end:
+            c = buf[i]
+            if in_str:
+                if c == 92:  # backslash: skip the escaped byte
+                    i += 1
+                elif c == 34:
+                    in_str = False
+            elif c == 34:
+                in_str = True
+            elif c == 91 or c == 123:
+                depth += 1
+                if depth > best:
+                    best = depth
+            elif c == 93 or c == 125:
+                depth -= 1
+            i += 1
+    return best
+
+
+@njit(cache=True, nogil=True, _nrt=False)
 def _clz64(x):
     n = 0
     if x <= np.uint64(0x00000000FFFFFFFF):

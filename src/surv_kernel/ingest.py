@@ -104,6 +104,7 @@ Nothing here touches feed data with pickle or eval.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import reprlib
@@ -183,6 +184,16 @@ REASONS: tuple[str, ...] = (
     BAD_TIMESTAMP,
     DUPLICATE_TRADE_ID,
 )
+#: Deepest nesting of a record (the record object itself is level 1); deeper
+#: is ``bad_json``, the same whatever the chunk size or the caller's stack.
+MAX_NESTING = 32
+#: A quarantine record's ``detail`` is cut to this many characters.
+MAX_DETAIL_CHARS = 300
+
+#: A record that holds none of these is not a trade at all (an error answer).
+_TRADE_FIELDS = frozenset(Trade.__struct_fields__)
+_FOREIGN_EXCERPT = 200
+
 # reasons that say the record was not even JSON (the "feed is not JSON" rule)
 _NOT_JSON = frozenset({RECORD_TOO_LARGE, BAD_JSON, TRUNCATED})
 
@@ -272,7 +283,7 @@ class Quarantine(Sequence[QuarantineRecord]):
     default (``currency`` -> USD, ``surveillance_required`` -> False).
     """
 
-    __slots__ = ("_records", "counts", "defaulted", "dropped", "max_records")
+    __slots__ = ("_records", "counts", "defaulted", "dropped", "max_records", "seen")
 
     def __init__(
         self,
@@ -285,6 +296,9 @@ class Quarantine(Sequence[QuarantineRecord]):
         self.defaulted: Counter[str] = Counter()
         self.dropped = 0
         self.max_records = max_records
+        #: Records the ingest call delimited in its input, kept or quarantined
+        #: (the reconciliation's "seen": seen = kept + quarantined, checked).
+        self.seen = 0
         for record in records:
             self.add(record)
 
@@ -305,6 +319,7 @@ class Quarantine(Sequence[QuarantineRecord]):
         self.counts.update(other.counts)
         self.defaulted.update(other.defaulted)
         self.dropped += other.dropped
+        self.seen += other.seen
 
     @property
     def total(self) -> int:
@@ -387,6 +402,16 @@ class TradeIdSet:
         duplicate = np.zeros(hashes.shape[0], np.bool_)
         self._count = fs.mark_duplicates(hashes, candidate, self._table, self._count, duplicate)
         return duplicate
+
+    def hashes(self) -> np.ndarray:
+        """The stored hashes (``uint64``, table order): what a checkpoint keeps."""
+        return self._table[self._table != 0]
+
+    def add_hashes(self, hashes: np.ndarray) -> None:
+        """Insert hashes taken from :meth:`hashes` (restoring a checkpoint);
+        ones already present are left as they are."""
+        hashes = np.ascontiguousarray(hashes, np.uint64)
+        self.mark_duplicates(hashes, np.ones(hashes.shape[0], np.bool_))
 
     def __len__(self) -> int:
         return self._count
@@ -505,6 +530,7 @@ class _Run:
         self.asset_class = _StringTable(d.asset_class)
         self.currency = _StringTable(d.currency)
         self.trader = _StringTable(d.trader)
+        self.not_json = 0  # records quarantined as bad_json or truncated
         #: (position, reason, detail, raw, offset) -> the same, for records whose
         #: source is not the bytes we parsed (legacy dicts)
         self.rewrite: (
@@ -530,8 +556,14 @@ class _Run:
     ) -> None:
         if self.rewrite is not None:
             reason, detail, raw, offset = self.rewrite(position, reason, detail, raw, offset)
+        if reason in (BAD_JSON, TRUNCATED):
+            self.not_json += 1
         if isinstance(raw, (bytes, bytearray, memoryview)):
             raw = bytes(raw[: self.limits.raw_bytes]).decode("utf-8", "replace")
+        if len(detail) > MAX_DETAIL_CHARS:
+            # the offending value can be the size of the record: the raw
+            # excerpt has its start, the detail keeps the reason readable
+            detail = detail[: MAX_DETAIL_CHARS - 1] + "\u2026"
         q.add(
             QuarantineRecord(
                 desk=self.desk,
@@ -877,6 +909,22 @@ _get_timestamp = attrgetter("timestamp")
 _get_surveillance = attrgetter("surveillance_required")
 
 
+_INVALID = object()
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _peek(raw: Any) -> Any:
+    """The JSON value of a record msgspec refused (for its trade id and the
+    error-answer rule), or ``_INVALID`` if it is not valid JSON."""
+    try:
+        return json.loads(bytes(raw), parse_constant=_no_constants)
+    except (ValueError, RecursionError):
+        return _INVALID
+
+
 def _classify(exc: Exception, at_end: bool) -> tuple[str, str]:
     """(reason, detail) for a msgspec error on one record."""
     message = str(exc)
@@ -990,6 +1038,17 @@ def _unterminated(buf: np.ndarray, e: int, end: int) -> bool:
     return e >= end
 
 
+#: Blanks after a record (before its separator) are held up to this many
+#: times ``max_record_bytes`` while waiting for the next read.
+_BLANK_SLACK = 16
+
+
+def _first_nonblank(buf: np.ndarray, start: int, stop: int) -> int:
+    """Index of the first non-blank byte in ``buf[start:stop]``, or ``stop``."""
+    idx = np.flatnonzero(~_IS_BLANK[buf[start:stop]])
+    return start + int(idx[0]) if idx.size else stop
+
+
 def _last_nonblank(buf: np.ndarray, start: int, stop: int) -> int:
     """Index of the last non-blank byte in ``buf[start:stop]``, or -1."""
     idx = np.flatnonzero(~_IS_BLANK[buf[start:stop]])
@@ -1026,7 +1085,13 @@ class _FeedState:
         self.expect = fs.EXPECT_FIRST
         self.position = 0  # index of the next record
         self.n_records = 0
-        self.n_json = 0  # records that were valid JSON (the "not JSON at all" rule)
+        # quarantine records that stand for no record of the feed (an array
+        # never closed): counted as seen so seen = kept + quarantined holds
+        self.n_markers = 0
+        self.n_reported = 0  # records seen that a yielded Quarantine counted
+        # leading records that are JSON but not trades at all (the "error answer" rule)
+        self.n_foreign = 0
+        self.first_foreign = b""
         self.skip: _Skip | None = None
         self.trailing_reported = False
         self.first_problem = ""
@@ -1059,15 +1124,48 @@ class _FeedState:
             return self._trailing(buf, base, pos, end, final, q)
         return self._records(buf, base, pos, end, final, sink, q)
 
+    @property
+    def seen(self) -> int:
+        return self.n_records + self.n_markers
+
+    def unreported(self) -> int:
+        """Records seen since the last call (for the next yielded Quarantine)."""
+        n = self.seen - self.n_reported
+        self.n_reported = self.seen
+        return n
+
     def finish(self) -> None:
         """Called after the last ``process(final=True)``."""
         if self.mode is None:
             raise FeedError("the feed is empty: no JSON array and no NDJSON records")
-        if self.n_records and not self.n_json:
+        # records quarantined as not JSON (bad_json, truncated; the unclosed
+        # array's marker aside): over-long records are not known to be bad
+        # JSON, and whether one was cut by a chunk must not change the verdict
+        if self.n_records and self.run.not_json - self.n_markers >= self.n_records:
             raise FeedError(
                 f"the feed is not JSON: none of its {self.n_records} record(s) could be parsed; "
                 f"first: {self.first_problem}"
             )
+        if self.n_records and self.n_foreign == self.n_records:
+            # A desk that answers {"status": "error", ...} has sent no trades:
+            # that is a failed feed, not one bad record of a quiet desk.
+            excerpt = self.first_foreign.decode("utf-8", "replace")
+            raise FeedError(
+                f"the feed holds no trade records: its {self.n_records} record(s) are JSON "
+                f"without any trade field (an error answer from the desk?): {excerpt}"
+            )
+
+    def _check_foreign(self, position: int, reason: str, raw: Any, value: Any) -> None:
+        """Count a leading record that is JSON but has none of the trade
+        fields (or is not an object). Only while every record so far was such
+        a record, so a feed of trades pays nothing for the rule."""
+        if position != self.n_foreign or reason not in (MISSING_FIELD, WRONG_TYPE):
+            return
+        if value is _INVALID or (isinstance(value, dict) and value.keys() & _TRADE_FIELDS):
+            return
+        self.n_foreign += 1
+        if not self.first_foreign:
+            self.first_foreign = bytes(raw[:_FOREIGN_EXCERPT])
 
     # -- stages --------------------------------------------------------------
     def _sniff(self, buf: np.ndarray, pos: int, end: int, final: bool, base: int) -> int:
@@ -1165,7 +1263,6 @@ class _FeedState:
                 out.positions[k:k_after] = np.arange(self.position, self.position + parsed)
                 self.position += parsed
                 self.n_records += parsed
-                self.n_json += parsed
                 part.k = k_after
                 bailed = np.flatnonzero(out.bailed[k:k_after])
                 if bailed.size:
@@ -1194,8 +1291,15 @@ class _FeedState:
                 if stop:
                     return pos
                 continue
-            # NEED_MORE (with final=True only an array gets here: NDJSON bails)
-            if end - pos > max_record:
+            # NEED_MORE (with final=True only an array gets here: NDJSON bails).
+            # The record's size is its text without the blanks around it (as
+            # when it arrives whole), so a record is not "too large" because a
+            # chunk ended in the blanks after it; blanks beyond a generous
+            # bound are refused so that pending text stays bounded.
+            if end - pos > max_record and (
+                end - pos > _BLANK_SLACK * max_record
+                or _last_nonblank(buf, pos, end) + 1 - _first_nonblank(buf, pos, end) > max_record
+            ):
                 pos, stop = self._too_big(buf, base, pos, end, final, q)
                 if stop:
                     return pos
@@ -1211,22 +1315,71 @@ class _FeedState:
             return _LEGACY_RECORD_DECODER, _LEGACY_LIST_DECODER
         return _RECORD_DECODER, _LIST_DECODER
 
-    def _decode_in_bulk(self, data: memoryview, start: int, end: int, n: int) -> list[Any] | None:
-        """The ``n`` consecutive records in ``data[start:end]`` decoded by msgspec
-        in one call, or None when that fails (or ``n`` < 2, where one-by-one is
-        the same work) and the caller must decode them one by one to learn which
-        record is bad and why."""
-        if n < 2:
+    def _decode_in_bulk(
+        self, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray
+    ) -> list[Any] | None:
+        """The consecutive records ``data[starts[i]:ends[i]]`` decoded by msgspec
+        in one call, or None when that fails (or there are fewer than 2, where
+        one-by-one is the same work) and the caller must decode them one by one
+        to learn which record is bad and why.
+
+        The records are joined into one JSON array with a comma between each
+        two, so msgspec sees exactly the scanner's records: one object per
+        record or the call fails. (``decode_lines`` splits on whitespace, not
+        on the scanner's lines: two objects on one line next to an object
+        wrapped over two lines decoded to as many structs as rows, with values
+        on another record's row.)"""
+        n = starts.shape[0]
+        if n < 2 or fs.max_nesting(buf, starts, ends) > MAX_NESTING:
             return None
-        record_decoder, list_decoder = self._decoders()
+        data = buf.data
+        list_decoder = self._decoders()[1]
+        if self.mode == "ndjson":
+            text = b",".join(
+                [data[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=False)]
+            )
+        else:  # array elements: the commas between them are the feed's own
+            text = data[int(starts[0]) : int(ends[-1])]
         try:
-            if self.mode == "ndjson":
-                structs = record_decoder.decode_lines(data[start:end])
-                # cannot happen: one record per non-blank line
-                return structs if len(structs) == n else None
-            return list_decoder.decode(b"".join((b"[", data[start:end], b"]")))
+            joined = b"".join((b"[", text, b"]"))
+            structs = list_decoder.decode(joined)
+            str(joined, "utf-8")  # msgspec skips unknown fields unread: ill-formed UTF-8 there
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             return None
+        # one struct per record, or the scanner and JSON disagree on where
+        # records end: decode one by one
+        return structs if len(structs) == n else None
+
+    def _decode_one(
+        self, buf: np.ndarray, s: int, e: int, at_end: bool, position: int
+    ) -> tuple[Any, tuple[str, str, str | None] | None]:
+        """One record ``buf[s:e]`` by msgspec: ``(struct, None)``, or ``(None,
+        (reason, detail, trade_id))``. Checks msgspec does not make: the
+        nesting depth (a fixed limit, not whatever is left of Python's stack)
+        and UTF-8 in the fields msgspec skips unread (unknown keys and values)."""
+        raw = buf.data[s:e]
+        depth = fs.max_nesting(buf, np.array([s]), np.array([e]))
+        try:
+            if depth > MAX_NESTING:
+                raise msgspec.DecodeError(
+                    f"nested {depth} levels deep, more than the {MAX_NESTING} allowed"
+                )
+            struct = self._decoders()[0].decode(raw)
+            str(raw, "utf-8")  # msgspec skips unknown fields unread: ill-formed UTF-8 there
+            return struct, None
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            reason, detail = _classify(exc, at_end)
+        value = _peek(raw) if reason not in _NOT_JSON else _INVALID
+        if value is _INVALID and reason not in _NOT_JSON:
+            # msgspec stops at the first schema error ("Expected `object`, got
+            # `str`"); a record that is not JSON at all is bad_json first, as
+            # documented, whatever follows the part msgspec read
+            reason, detail = BAD_JSON, f"not valid JSON ({detail})"
+        if reason in _NOT_JSON and not self.first_problem:
+            self.first_problem = f"record {position}: {reason}: {detail}"
+        self._check_foreign(position, reason, raw, value)
+        trade_id = value.get("trade_id") if isinstance(value, dict) else None
+        return None, (reason, detail, trade_id if isinstance(trade_id, str) else None)
 
     def _decode_bailed(
         self,
@@ -1243,32 +1396,26 @@ class _FeedState:
         its row (at flush); one that does not is skipped with its reason."""
         data = buf.data  # memoryview: slices without copies
         ndjson = self.mode == "ndjson"
-        record_decoder = self._decoders()[0]
         rec_start, rec_end = out.rec_start, out.rec_end
         for run_rows in np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1):
-            n = run_rows.shape[0]
-            structs = self._decode_in_bulk(
-                data, int(rec_start[run_rows[0]]), int(rec_end[run_rows[-1]]), n
-            )
+            run_rows.shape[0]
+            structs = self._decode_in_bulk(buf, rec_start[run_rows], rec_end[run_rows])
             if structs is not None:
                 good = run_rows
             else:
                 structs, kept = [], []
                 for r in run_rows.tolist():
                     s, e = int(rec_start[r]), int(rec_end[r])
-                    try:
-                        structs.append(record_decoder.decode(data[s:e]))
+                    position = int(out.positions[r])
+                    at_end = ndjson and final and _unterminated(buf, e, end)
+                    struct, why = self._decode_one(buf, s, e, at_end, position)
+                    if why is None:
+                        structs.append(struct)
                         kept.append(r)
-                    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-                        at_end = ndjson and final and _unterminated(buf, e, end)
-                        reason, detail = _classify(exc, at_end)
-                        position = int(out.positions[r])
-                        if reason in _NOT_JSON:
-                            self.n_json -= 1
-                            if not self.first_problem:
-                                self.first_problem = f"record {position}: {reason}: {detail}"
-                        part.earlier.append((position, reason, detail, data[s:e], base + s, None))
-                        part.skip.append(r)
+                        continue
+                    reason, detail, trade_id = why
+                    part.earlier.append((position, reason, detail, data[s:e], base + s, trade_id))
+                    part.skip.append(r)
                 good = np.asarray(kept, np.int64)
             if structs:
                 part.id_rows.extend(good.tolist())
@@ -1300,29 +1447,23 @@ class _FeedState:
         n = starts.shape[0]
         first = self.position
         data = buf.data  # memoryview: slices without copies
-        record_decoder = self._decoders()[0]
-        structs = self._decode_in_bulk(data, int(starts[0]), int(ends[-1]), n) if n else None
+        structs = self._decode_in_bulk(buf, starts, ends)
         if structs is not None:
             self._reserve_rows(structs, starts, ends, np.arange(first, first + n), out, part)
-            self.n_json += n
         else:
             structs, good = [], []
             for i in range(n):
                 s, e = int(starts[i]), int(ends[i])
-                try:
-                    structs.append(record_decoder.decode(data[s:e]))
+                struct, why = self._decode_one(buf, s, e, at_end and i == n - 1, first + i)
+                if why is None:
+                    structs.append(struct)
                     good.append(i)
-                except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-                    reason, detail = _classify(exc, at_end and i == n - 1)
-                    if reason not in _NOT_JSON:
-                        self.n_json += 1
-                    elif not self.first_problem:
-                        self.first_problem = f"record {first + i}: {reason}: {detail}"
-                    part.earlier.append((first + i, reason, detail, data[s:e], base + s, None))
+                    continue
+                reason, detail, trade_id = why
+                part.earlier.append((first + i, reason, detail, data[s:e], base + s, trade_id))
             if structs:
                 kept = np.asarray(good, np.int64)
                 self._reserve_rows(structs, starts[kept], ends[kept], first + kept, out, part)
-                self.n_json += len(structs)
         self.position += n
         self.n_records += n
 
@@ -1490,6 +1631,7 @@ class _FeedState:
     def _not_closed(self, q: Quarantine) -> None:
         self.mode = "after"
         self.trailing_reported = True
+        self.n_markers += 1
         self.run.record(
             q,
             self.position,
@@ -1561,6 +1703,7 @@ def decode_feed(
     sink = _Sink(run.dictionaries)
     state.process(raw, 0, True, sink, q)
     state.finish()
+    q.seen = state.seen
     _log_quarantine(q, desk, "decode_feed")
     return sink.batch(), q
 
@@ -1637,11 +1780,13 @@ def _read_loop(
         consumed = state.process(data, base, final, sink, q)
         pending = data[consumed:]
         base += consumed
-        if sink.n or q:
+        if final:
+            state.finish()
+        q.seen = state.unreported()
+        if sink.n or q or q.seen:
             _log_quarantine(q, run.desk, "iter_feed")
             yield sink.batch(), q
         if final:
-            state.finish()
             return
 
 
@@ -1745,6 +1890,7 @@ def columns_from_dicts(
                 previous = future
             if previous is not None:
                 previous.result()
+    q.seen = len(rows)
     _log_quarantine(q, desk, "columns_from_dicts")
     batch = sink.batch()
     return (batch, q) if return_quarantine else batch

@@ -194,6 +194,22 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
         ("desk", "reason"),
         "Feed records set aside (not analysed) by reason.",
     ),
+    "surv_records_seen_total": (
+        "counter",
+        ("desk",),
+        "Feed records delimited by ingest (analysed + quarantined, checked every run).",
+    ),
+    "surv_desk_outcomes_total": (
+        "counter",
+        ("desk", "status"),
+        "Desks of a run by outcome: ok, partial (analysed, known incomplete: truncated or "
+        "implausibly short) or failed (nothing analysed).",
+    ),
+    "surv_detector_silent_total": (
+        "counter",
+        ("desk",),
+        "Runs where a desk that normally has floor-passing episodes had none (worth a look).",
+    ),
     # detection
     "surv_detect_seconds": (
         "histogram",

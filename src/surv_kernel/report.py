@@ -370,13 +370,23 @@ def _summary_section(s: Mapping[str, Any], n_alerts: int, n_suppressed: int) -> 
     rows: list[tuple[str, str]] = []
     if "desks" in s:
         failed = s.get("desks_failed") or []
+        partial = s.get("desks_partial") or []
         rows.append(
             (
                 "desks",
-                f"{s['desks']} ({s['desks'] - len(failed)} ok"
+                f"{s['desks']} ({s['desks'] - len(failed) - len(partial)} ok"
+                + (f", <b class='bad'>{len(partial)} partial</b>" if partial else "")
                 + (f", <b class='bad'>{len(failed)} failed</b>)" if failed else ")"),
             )
         )
+        for p in partial:
+            rows.append(
+                (
+                    "partial desk",
+                    f"<b class='bad'>{_e(p.get('desk'))}</b>: "
+                    + _e("; ".join(p.get("reasons") or ())),
+                )
+            )
         for f in failed:
             rows.append(
                 (
@@ -424,7 +434,42 @@ def _summary_section(s: Mapping[str, Any], n_alerts: int, n_suppressed: int) -> 
     if outs:
         rows.append(("files", ", ".join(f"{_e(k)}: <code>{_e(v)}</code>" for k, v in outs.items())))
     trs = "\n".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
-    return f'<h2>Run summary</h2>\n<table class="kv">{trs}</table>'
+    return f'<h2>Run summary</h2>\n<table class="kv">{trs}</table>' + _reconciliation(
+        s.get("reconciliation") or ()
+    )
+
+
+def _reconciliation(desks: Sequence[Mapping[str, Any]]) -> str:
+    """Per desk and asset class: where every record went (seen = analysed + quarantined)."""
+    if not desks:
+        return ""
+    head = (
+        "<tr><th>desk</th><th>asset class</th><th>status</th><th>seen</th><th>parsed</th>"
+        "<th>quarantined</th><th>analysed</th><th>alerts</th><th>suppressed</th></tr>"
+    )
+    trs = []
+    for d in desks:
+        status = _e(d["status"])
+        if d["status"] != "ok":
+            status = f"<b class='bad'>{status}</b>"
+        by = d.get("quarantined_by_reason") or {}
+        quarantined = f"{d['quarantined']:,}" + (
+            " (" + ", ".join(f"{_e(k)} {v:,}" for k, v in by.items()) + ")" if by else ""
+        )
+        trs.append(
+            f"<tr><td>{_e(d['desk'])}</td><td>all</td><td>{status}</td><td>{d['seen']:,}</td>"
+            f"<td>{d['parsed']:,}</td><td>{quarantined}</td><td>{d['analysed']:,}</td>"
+            f"<td>{d['alerts']:,}</td><td>{d['suppressed']:,}</td></tr>"
+        )
+        for ac, c in (d.get("by_asset_class") or {}).items():
+            trs.append(
+                f"<tr><td></td><td>{_e(ac)}</td><td></td><td></td><td></td><td></td>"
+                f"<td>{c['analysed']:,}</td><td>{c['alerts']:,}</td><td>{c['suppressed']:,}</td></tr>"
+            )
+    return (
+        "<h2>Reconciliation</h2>\n<p>Every record of every desk: seen by ingest = analysed + "
+        "quarantined (checked by the run).</p>\n<table>" + head + "\n".join(trs) + "</table>"
+    )
 
 
 def _alert_list(ranked: Sequence[Any], detailed: set[str]) -> str:

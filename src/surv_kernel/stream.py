@@ -152,14 +152,45 @@ the whole state with names, never dictionary codes: the config, the
 baselines, the watermark, the group keys as ``(trader, asset class)``
 strings, desk names, the held rows (numeric columns as little-endian bytes,
 trade ids as strings), the open episodes' states and the last emitted
-alert of every open episode. :meth:`SurveillanceStream.restore` rebuilds a
-stream that continues exactly where the checkpointed one stood: feeding
-both the rest of the day gives the same events (no duplicate ``open``,
-no lost ``closed``).
+alert of every open episode, and the duplicate trade-id set (below).
+:meth:`SurveillanceStream.restore` rebuilds a stream that continues exactly
+where the checkpointed one stood: feeding both the rest of the day gives the
+same events (no duplicate ``open``, no lost ``closed``).
+
+The bytes are sealed (:mod:`surv_kernel.sealed`): an envelope with the kind
+``"surv_kernel.stream"``, the format version and a SHA-256 of the payload,
+verified before anything is decoded. A flipped bit anywhere, a torn write or
+a file of another kind is a :class:`~surv_kernel.sealed.SealError` (a
+``DataError``), never a silently different state. Unsealed checkpoints of
+format 1 (before sealing) are refused with a message saying how to proceed:
+they carry neither a checksum nor the duplicate set, so restoring one could
+re-accept trades; rebuild the state by replaying the day's trades into a new
+stream.
+
+Duplicate trade ids across a restore: ingest's duplicate set
+(``Dictionaries.trade_ids``, 64-bit hashes, see :class:`~surv_kernel.ingest.TradeIdSet`)
+goes into the checkpoint, so a batch delivered again after a restore (a
+source that re-sends from its last committed offset) is quarantined as
+``duplicate_trade_id`` by :meth:`push_feed`, as it would have been without
+the restart. The set grows with the day (8 bytes per id in the checkpoint),
+so it is bounded by ``max_trade_ids`` (:data:`CHECKPOINT_MAX_TRADE_IDS`, 4M
+ids = 32 MB, by default). Past the bound the checkpoint keeps only the hashes
+of the held rows' ids (``trade_ids_complete`` is False) and logs a warning.
+That is still enough for the stream never to accept a trade twice: a trade
+is accepted only at or after its group's frontier, and every row at or after
+``frontier - W`` is held, so the original of any re-delivered trade that
+could be accepted is held and its hash kept; a re-delivered trade older than
+that is quarantined as ``late_trade`` instead of ``duplicate_trade_id``.
+Only the quarantine reason of old re-deliveries differs past the bound, and
+a restored stream whose set is incomplete says so in :meth:`stats`
+(``trade_ids_complete``). :meth:`push` of batches decoded elsewhere does not
+check duplicates (ingest does); decode with :attr:`dictionaries` or use
+:meth:`push_feed`.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -170,8 +201,9 @@ import msgspec
 import numpy as np
 
 from . import dtypes
+from . import feedscan as fs
 from .batch import Dictionaries, TradeBatch
-from .ingest import Quarantine, QuarantineRecord, decode_feed
+from .ingest import Quarantine, QuarantineRecord, TradeIdSet, decode_feed
 from .kernels import scoring as model_kernels
 from .model.alerts import (
     Alert,
@@ -194,12 +226,15 @@ from .model.episodes import episode_starts, segment_argmax
 from .model.scoring import score_windows
 from .observability import metrics as _global_metrics
 from .reference import UnknownAssetClassError, asset_class_floor
+from .sealed import SealError, is_sealed, seal, unseal
 from .windows import group_median_mad, window_stats
 
 __all__ = [
+    "CHECKPOINT_MAX_TRADE_IDS",
     "DEFAULT_LATENESS_NS",
     "EVENT_STATUSES",
     "AlertEvent",
+    "SealError",
     "StreamUpdate",
     "SurveillanceStream",
 ]
@@ -232,7 +267,14 @@ _BLOCK_ROWS = 200_000
 #: The id arena is compacted when it holds more than 1.25x the held rows'
 #: ids plus this many (each compaction copies the live ids: amortised O(1)).
 _ID_MARGIN = 16_384
-_CHECKPOINT_VERSION = 1
+#: Payload format of a checkpoint (1: unsealed, no duplicate set; refused).
+_CHECKPOINT_VERSION = 2
+_CHECKPOINT_KIND = "surv_kernel.stream"
+#: Default bound on the duplicate-set hashes a checkpoint carries (8 bytes
+#: each); see "Duplicate trade ids across a restore" in the module docstring.
+CHECKPOINT_MAX_TRADE_IDS = 1 << 22
+
+log = logging.getLogger(__name__)
 
 # One open episode's state, per group and chain (alert chain: breaching
 # windows, or every floor-passing one under policy="static"; floor chain:
@@ -366,6 +408,8 @@ class _Checkpoint(msgspec.Struct, frozen=True):
     warm_samples: list[list[float]]  # per group
     warm_desk_counts: bytes  # <i8, groups x desks
     warm_dirty: bool
+    trade_id_hashes: bytes  # <u8: ingest's duplicate set (or the held rows' ids past the bound)
+    trade_ids_complete: bool  # False: only the held rows' ids (the bound was passed)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -631,6 +675,8 @@ class SurveillanceStream:
             raise ValueError(f"warmup_refresh_ns must be >= 0, got {warmup_refresh_ns}")
         self._max_samples = int(max_warmup_samples)
         self._closed = False
+        # False after restoring a checkpoint that kept only the held rows' ids
+        self._ids_complete = True
         self._luts: dict[int, _Luts] = {}
         # time
         self._max_ts: int | None = None
@@ -725,6 +771,7 @@ class SurveillanceStream:
             ),
             "trades": self._n_trades,
             "watermark_ns": self.watermark_ns,
+            "trade_ids_complete": self._ids_complete,
         }
 
     # -- input ----------------------------------------------------------------------------
@@ -1608,8 +1655,10 @@ class SurveillanceStream:
 
     # -- checkpoint ------------------------------------------------------------------------
 
-    def checkpoint(self) -> bytes:
-        """The whole state as msgpack bytes (names, not dictionary codes)."""
+    def checkpoint(self, *, max_trade_ids: int = CHECKPOINT_MAX_TRADE_IDS) -> bytes:
+        """The whole state as sealed msgpack bytes (names, not dictionary
+        codes), with ingest's duplicate set if it holds at most
+        ``max_trade_ids`` ids, else the held rows' ids (module docstring)."""
         self._check_open()
         G = self._G
         d = self._d
@@ -1620,6 +1669,11 @@ class SurveillanceStream:
             cols = [getattr(ch, name) for ch in parts]
             return (np.concatenate(cols) if cols else np.empty(0)).astype(dtype).tobytes()
 
+        if isinstance(max_trade_ids, bool) or not isinstance(max_trade_ids, (int, np.integer)):
+            raise TypeError(f"max_trade_ids must be an int, got {max_trade_ids!r}")
+        if max_trade_ids < 0:
+            raise ValueError(f"max_trade_ids must be >= 0, got {max_trade_ids}")
+        hashes, complete = self._id_hashes(parts, int(max_trade_ids))
         warm_desk = np.zeros((G, n_desk), np.int64)
         k = min(n_desk, self._warm_desk.shape[1])
         warm_desk[:, :k] = self._warm_desk[:G, :k]
@@ -1663,8 +1717,38 @@ class SurveillanceStream:
             warm_samples=[self._warm_samples.get(g, []) for g in range(G)],
             warm_desk_counts=warm_desk.astype("<i8").tobytes(),
             warm_dirty=self._warm_dirty,
+            trade_id_hashes=hashes.astype("<u8").tobytes(),
+            trade_ids_complete=complete,
         )
-        return msgspec.msgpack.encode(ck)
+        return seal(_CHECKPOINT_KIND, _CHECKPOINT_VERSION, msgspec.msgpack.encode(ck))
+
+    def _id_hashes(self, parts: list[_Rows], max_trade_ids: int) -> tuple[np.ndarray, bool]:
+        """The duplicate-set hashes a checkpoint carries, and whether they are
+        the whole set."""
+        ids: TradeIdSet | None = self._d.trade_ids
+        if ids is None:  # nothing was ingested with these dictionaries
+            return np.empty(0, np.uint64), self._ids_complete
+        if len(ids) <= max_trade_ids:
+            return ids.hashes(), self._ids_complete
+        # Past the bound: the held rows' ids suffice for never accepting a
+        # trade twice (module docstring); hashed exactly as ingest hashes an
+        # id (its UTF-8 bytes), so they match the set's entries.
+        log.warning(
+            "stream %s: the duplicate set holds %d ids, over max_trade_ids=%d; the "
+            "checkpoint keeps the %d held rows' ids (older re-deliveries will be "
+            "quarantined as late_trade, not duplicate_trade_id)",
+            self.name,
+            len(ids),
+            max_trade_ids,
+            self._n_held,
+        )
+        if not parts:
+            return np.empty(0, np.uint64), False
+        rid = np.concatenate([ch.rid for ch in parts]).astype(np.int64)
+        lo = self._ids.off[rid].astype(np.int64)
+        out = np.empty(len(rid), np.uint64)
+        fs.hash_spans(self._ids.buf, lo, self._ids.off[rid + 1].astype(np.int64) - lo, out)
+        return out, False
 
     @classmethod
     def restore(
@@ -1675,14 +1759,25 @@ class SurveillanceStream:
         metrics: Any = _global_metrics,
     ) -> SurveillanceStream:
         """A stream continuing from :meth:`checkpoint` bytes. ``dictionaries``
-        may be new (codes are rebuilt from the names in the checkpoint)."""
+        may be new (codes are rebuilt from the names in the checkpoint); the
+        checkpoint's duplicate-set hashes are added to its ``trade_ids``.
+
+        Raises :class:`~surv_kernel.sealed.SealError` (a ``DataError``, so a
+        ``ValueError``) for a damaged checkpoint, one of another kind or
+        format, and an unsealed one of format 1.
+        """
+        data = bytes(data)
+        if not is_sealed(data):
+            _refuse_unsealed(data)
+        payload = unseal(data, _CHECKPOINT_KIND, _CHECKPOINT_VERSION, "stream checkpoint")
         try:
-            ck = msgspec.msgpack.decode(data, type=_Checkpoint)
-        except msgspec.DecodeError as exc:
-            raise ValueError(f"not a SurveillanceStream checkpoint: {exc}") from None
+            ck = msgspec.msgpack.decode(payload, type=_Checkpoint)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            # the digest matched: written by a buggy or foreign writer, not damaged
+            raise SealError(f"stream checkpoint payload does not decode: {exc}") from None
         if ck.version != _CHECKPOINT_VERSION:
-            raise ValueError(
-                f"checkpoint version {ck.version}; this code reads {_CHECKPOINT_VERSION}"
+            raise SealError(
+                f"stream checkpoint version {ck.version}; this code reads {_CHECKPOINT_VERSION}"
             )
         s = cls(
             ck.config,
@@ -1762,7 +1857,32 @@ class SurveillanceStream:
         s._last_refresh_wm = ck.last_refresh_wm
         s._n_trades = ck.n_trades
         s._n_floor_closed = ck.n_floor_closed
+        hashes = np.frombuffer(ck.trade_id_hashes, "<u8").astype(np.uint64)
+        if len(hashes):
+            if d.trade_ids is None:
+                d.trade_ids = TradeIdSet(2 * len(hashes))
+            d.trade_ids.add_hashes(hashes)
+        s._ids_complete = ck.trade_ids_complete
         return s
+
+
+def _refuse_unsealed(data: bytes) -> None:
+    """Raise the right SealError for bytes that are not an envelope."""
+    try:
+        legacy = msgspec.msgpack.decode(data)
+    except msgspec.DecodeError:
+        legacy = None
+    if isinstance(legacy, dict) and legacy.get("version") == 1 and "rows_ts" in legacy:
+        raise SealError(
+            "this is an unsealed stream checkpoint of format 1 (written before checkpoints "
+            "carried a SHA-256 and the duplicate trade-id set): it cannot be verified and "
+            "restoring it could re-accept trades delivered again, so it is refused. To "
+            "proceed, rebuild the state by replaying the day's trades from the start into a "
+            "new SurveillanceStream (for `surv-kernel serve`: stop it, move the state "
+            "directory aside and start it again; it re-reads the desk files from byte 0)"
+        )
+    # not an envelope: unseal gives the precise message
+    unseal(data, _CHECKPOINT_KIND, _CHECKPOINT_VERSION, "stream checkpoint")
 
 
 # -- module helpers -----------------------------------------------------------------------

@@ -320,8 +320,10 @@ def fmt_bytes(n: int) -> str:
 def summary_lines(s: dict[str, Any]) -> list[str]:
     """The human summary (stderr for ``run``, stdout for ``demo``)."""
     n_failed = len(s["desks_failed"])
+    n_partial = len(s.get("desks_partial", ()))
     lines = [
-        f"desks        {s['desks']} ({s['desks'] - n_failed} ok"
+        f"desks        {s['desks']} ({s['desks'] - n_failed - n_partial} ok"
+        + (f", {n_partial} PARTIAL" if n_partial else "")
         + (f", {n_failed} FAILED)" if n_failed else ")"),
         f"trades       {s['trades']:,} from {fmt_bytes(s['bytes'])} of feeds",
         f"quarantined  {s['quarantined']:,}"
@@ -363,6 +365,15 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         )
     if "report" in s["outputs"]:
         lines.append(f"report       {s['outputs']['report']}")
+    rec = [d for d in s.get("reconciliation", ()) if d["status"] != "failed"]
+    if rec:
+        seen = sum(d["seen"] for d in rec)
+        lines.append(
+            f"reconciled   seen {seen:,} = analysed {sum(d['analysed'] for d in rec):,} + "
+            f"quarantined {sum(d['quarantined'] for d in rec):,} records ({len(rec)} desk(s))"
+        )
+    for p in s.get("desks_partial", ()):
+        lines.append(f"PARTIAL      desk {p['desk']!r}: " + "; ".join(p["reasons"]))
     for f in s["desks_failed"]:
         lines.append(f"FAILED       desk {f['desk']!r} ({f['path']}): {f['kind']}: {f['error']}")
     return lines
@@ -446,15 +457,21 @@ class Progress:
 
 
 def failure_error(result: Any) -> CliError:
-    """Exit 4 naming the first failed desk (and how many more), after the
-    healthy desks' outputs were written."""
-    n = len(result.failures)
-    ok = len(result.reads)
-    first = result.failures[0].line()
-    if ok == 0:
+    """Exit 4 naming the first failed or partial desk (and how many more),
+    after the other desks' outputs were written."""
+    n = len(result.failures) + len(result.partial)
+    ok = len(result.reads) - len(result.partial)
+    if result.failures:
+        first = result.failures[0].line()
+    else:
+        p = result.partial[0]
+        first = f"desk {p.desk!r} is PARTIAL (its alerts were written): " + "; ".join(p.reasons)
+    if not result.reads:
         more = f" (and {n - 1} more desk(s))" if n > 1 else ""
         return CliError(EXIT_FEED_FAILED, f"{first}{more}; no desk could be analysed")
     more = f" (and {n - 1} more desk(s), see the summary)" if n > 1 else ""
+    if ok == 0:
+        return CliError(EXIT_FEED_FAILED, f"{first}{more}; the alerts found were written")
     return CliError(
         EXIT_FEED_FAILED,
         f"{first}{more}; the {ok} other desk(s) were analysed and their alerts written",

@@ -149,7 +149,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for line in summary_lines(summary):
         print(line)
     print(f"total        {fmt_s(summary['total_s'])}")
-    if result.failures:
+    if not result.ok:
         raise failure_error(result)
     return EXIT_OK
 

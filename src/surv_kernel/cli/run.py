@@ -58,6 +58,13 @@ def add_parser(sub: Any, common: Any, model: Any, pool: Any) -> None:
     )
     run.add_argument("--baselines", metavar="FILE", help="baselines from 'surv-kernel calibrate'")
     run.add_argument(
+        "--min-volume-ratio",
+        type=float,
+        metavar="R",
+        help="with --baselines: a desk below R times its normal records or notional for the "
+        "part of the day covered is PARTIAL (default SURV_MIN_VOLUME_RATIO or 0.5; 0: off)",
+    )
+    run.add_argument(
         "--report",
         metavar="FILE",
         help="also write the HTML report here (with --out, 'DIR/report.html' is a good place)",
@@ -150,6 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             chunk_size=args.chunk_size,
             progress=progress,
             sinks=sinks,
+            min_volume_ratio=args.min_volume_ratio,
         )
         if out is not None:
             if result.reads:
@@ -168,6 +176,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         for line in summary_lines(summary_dict(result)):
             print(line, file=sys.stderr)
         sys.stderr.flush()
-    if result.failures:
+    if not result.ok:
         raise failure_error(result)
     return EXIT_OK

@@ -27,7 +27,16 @@ from ..observability import MetricsRegistry, metrics
 from .pool import TaskResult, failure_kind, run_tasks
 from .sources import Progress, Source
 
-__all__ = ["DeskFailure", "DeskRead", "Engine", "EngineResult", "LocalEngine", "merge_desks"]
+__all__ = [
+    "DeskFailure",
+    "DeskRead",
+    "Engine",
+    "EngineResult",
+    "LocalEngine",
+    "merge_batches",
+    "merge_desks",
+    "read_source",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +49,7 @@ class DeskRead:
     batch: Any  # TradeBatch (None once merged into the run's batch)
     quarantine: Quarantine  # kept records + exact counts
     seconds: float
+    trades: int = 0  # rows kept (the batch's length when it was read)
 
 
 @dataclasses.dataclass
@@ -117,17 +127,22 @@ def read_source(
             batches.append(batch)
         quarantine.extend(q)
     merged = TradeBatch.concat(batches) if batches else TradeBatch.empty(dictionaries)
-    return DeskRead(source, merged, quarantine, time.perf_counter() - t0)
+    return DeskRead(source, merged, quarantine, time.perf_counter() - t0, len(merged))
 
 
 def merge_desks(reads: Sequence[DeskRead]) -> TradeBatch:
-    """One TradeBatch from desk batches that have *different* Dictionaries
-    (history files read independently): every row re-coded into one shared
-    :class:`~surv_kernel.batch.Dictionaries`, in the order given."""
+    """One TradeBatch from desk reads whose batches have *different*
+    Dictionaries (history files read independently), see :func:`merge_batches`."""
+    return merge_batches([read.batch for read in reads])
+
+
+def merge_batches(batches: Sequence[TradeBatch]) -> TradeBatch:
+    """One TradeBatch from batches with *different* Dictionaries: every row
+    re-coded into one shared :class:`~surv_kernel.batch.Dictionaries`, in the
+    order given."""
     shared = Dictionaries()
     parts = []
-    for read in reads:
-        b = read.batch
+    for b in batches:
         recoded = {}
         for name in ("trader", "asset_class", "currency", "desk"):
             local = getattr(b.dictionaries, name)

@@ -8,8 +8,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from ..model import Baselines, DetectionConfig
 from ..observability import MetricsRegistry
 from .engines import LocalEngine
@@ -97,14 +95,7 @@ def replay_window(
         fresh = [a for a in outcome.alerts if a["alert_id"] not in delivered]
         new[outcome.desk_id] = fresh
         dup[outcome.desk_id] = len(outcome.alerts) - len(fresh)
-    desk_codes = result.batch.dictionaries.desk
-    counts = np.bincount(result.batch.desk, minlength=len(desk_codes))
-    trades = {
-        r.source.desk: int(counts[desk_codes.get(r.source.desk)])
-        if desk_codes.get(r.source.desk) is not None
-        else 0
-        for r in result.reads
-    }
+    trades = {r.source.desk: r.trades for r in result.reads}
     log.info(
         "replay: %d desk(s), %d new alert(s), %d already delivered, %d desk(s) failed",
         len(sources),

@@ -23,6 +23,8 @@ from ..model import Baselines, Detection, DetectionConfig
 from ..model.config import check_baselines, resolve_config
 from ..model.detector import Detector, VolumeDetector
 from ..observability import MetricsRegistry, metrics, reason_label
+from . import plausibility
+from .completeness import FAILED, PARTIAL, DeskReconciliation, IncompleteFeedError, reconcile
 from .engines import DeskFailure, DeskRead, Engine, LocalEngine
 from .outcomes import DeskOutcome, DeskRunReport
 from .sources import Progress, Source
@@ -60,10 +62,20 @@ class RunResult:
     outputs: dict[str, str] = dataclasses.field(default_factory=dict)
     #: perf_counter when the last alert was written (the run's lag ends there)
     alerts_written_at: float | None = None
+    baselines: Baselines | None = None
+    #: every source reconciled, in order (see :mod:`surv_kernel.pipeline.completeness`)
+    desks: list[DeskReconciliation] = dataclasses.field(default_factory=list)
+    _homes: list[str] | None = dataclasses.field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        """Every desk analysed and whole."""
+        return not self.failures and not self.partial
+
+    @property
+    def partial(self) -> list[DeskReconciliation]:
+        """Desks analysed but known to be incomplete (truncated, implausibly short)."""
+        return [d for d in self.desks if d.status == PARTIAL]
 
     @property
     def quarantine(self) -> list[QuarantineRecord]:
@@ -104,20 +116,28 @@ class RunResult:
             if home in by_desk:
                 by_desk[home].append(d)
         failed = {f.source.desk: f for f in self.failures}
+        partial = {d.desk: d for d in self.partial}
         seconds = {r.source.desk: r.seconds for r in self.reads}
         outcomes = []
         for s in self.sources:
             key = getattr(s, "key", s.desk)  # the caller's desk id where it has one
             f = failed.get(s.desk)
+            p = partial.get(s.desk)
             if f is not None:
                 outcomes.append(DeskOutcome(key, None, f.error, f.kind, 0.0))
+            elif p is not None:
+                # the alerts found are real; the error says the desk is not whole
+                error = IncompleteFeedError(f"desk {s.desk!r} is partial: " + "; ".join(p.reasons))
+                outcomes.append(DeskOutcome(key, by_desk[s.desk], error, PARTIAL, seconds[s.desk]))
             else:
                 outcomes.append(DeskOutcome(key, by_desk[s.desk], None, "ok", seconds[s.desk]))
         return DeskRunReport(tuple(outcomes))
 
     def home_desks(self) -> list[str]:
         """For each alert, the desk that booked most of its peak window's trades."""
-        return home_desks(self.batch, self.detection.alerts)
+        if self._homes is None:  # a pass over every trade id: once per run
+            self._homes = home_desks(self.batch, self.detection.alerts)
+        return self._homes
 
 
 def alert_desks(batch: TradeBatch, alerts: Sequence[Any]) -> list[list[str]]:
@@ -181,6 +201,7 @@ def run(
     registry: MetricsRegistry | None = None,
     live: bool = False,
     clock: Callable[[], float] = time.time,
+    min_volume_ratio: float | None = None,
 ) -> RunResult:
     """Read every source, detect once over the merged day, write to every sink.
 
@@ -192,11 +213,18 @@ def run(
     - ``sinks``: objects with ``write(result) -> {name: where}``, called in
       order (see :mod:`surv_kernel.pipeline.sinks`);
     - ``live``: the sources are feeds just fetched, so every alert's
-      trade-to-alert lag is observed (otherwise only when the data is recent).
+      trade-to-alert lag is observed (otherwise only when the data is recent);
+    - ``min_volume_ratio``: a desk below this share of its normal volume
+      (from the baselines' desk profiles) is partial (default
+      ``SURV_MIN_VOLUME_RATIO`` or 0.5; 0 turns the check off).
 
-    A desk that fails is in ``result.failures`` (never silently missing);
-    the other desks are analysed and written. Never raises for a failed desk.
+    A desk that fails is in ``result.failures``, one known to be incomplete
+    in ``result.partial`` (never silently missing, never "ok"); the other
+    desks are analysed and written. Never raises for a failed desk; raises
+    :class:`~surv_kernel.pipeline.completeness.ConservationError` if the
+    records do not add up (before any sink writes).
     """
+    ratio = plausibility.min_volume_ratio(min_volume_ratio)
     cfg = resolve_config(config)
     check_baselines(baselines, cfg)
     dets = list(detectors) if detectors is not None else [VolumeDetector(cfg)]
@@ -215,7 +243,10 @@ def run(
         baselines_path,
         er.stages,
         t_start,
+        baselines=baselines,
     )
+    homes = result.home_desks()
+    result.desks = reconcile(result, min_ratio=ratio, home_desks=homes)
     _record(result, reg, live, clock)
     for sink in sinks:
         result.outputs.update(sink.write(result))
@@ -242,6 +273,27 @@ def _record(
     suppressed = collections.Counter(reason_label(ep.reason) for ep in det.suppressed)
     for reason, count in suppressed.items():
         reg.counter("surv_alerts_suppressed_total", desk=run_label, reason=reason).inc(count)
+    for d in result.desks:
+        reg.counter("surv_desk_outcomes_total", desk=d.desk, status=d.status).inc()
+        if d.status == FAILED:
+            continue
+        reg.counter("surv_records_seen_total", desk=d.desk).inc(d.seen)
+        if d.status == PARTIAL:
+            log.error(
+                "desk %s is PARTIAL (analysed, but incomplete): %s",
+                d.desk,
+                "; ".join(d.reasons),
+                extra={"desk": d.desk, "event": "desk_partial", "reasons": list(d.reasons)},
+            )
+        if d.detector_silent:
+            reg.counter("surv_detector_silent_total", desk=d.desk).inc()
+            log.warning(
+                "desk %s: no floor-passing episode at all, where its history has %.1f by now "
+                "(a quiet day, or a feed missing its large trades?)",
+                d.desk,
+                d.volume.expected_floor_episodes if d.volume is not None else 0.0,
+                extra={"desk": d.desk, "event": "detector_silent"},
+            )
     lags = trade_to_alert_lag(result, clock(), always=live)
     worst: dict[str, float] = {}
     if lags is not None:
@@ -267,7 +319,7 @@ def _record(
             )
         n_alerts = per_desk.get(desk, 0)
         n_suppressed = len(det.suppressed) if single is not None else None
-        n_trades = int(np.count_nonzero(result.batch.desk == _code(result.batch, desk)))
+        n_trades = read.trades
         log.info(
             "desk %s: %d trades, %d quarantined, %d alerts%s",
             desk,
@@ -287,8 +339,3 @@ def _record(
                 "max_lag_s": worst.get(desk),
             },
         )
-
-
-def _code(batch: TradeBatch, desk: str) -> int:
-    code = batch.dictionaries.desk.get(desk)
-    return -1 if code is None else code

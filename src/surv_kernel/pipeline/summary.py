@@ -35,8 +35,12 @@ def summary_dict(result: RunResult, *, extra: dict[str, Any] | None = None) -> d
             {"desk": f.desk, "path": f.source.where, "kind": f.kind, "error": one_line(f.error)}
             for f in result.failures
         ],
+        "desks_partial": [{"desk": d.desk, "reasons": list(d.reasons)} for d in result.partial],
+        "status": "failed" if result.failures else "partial" if result.partial else "ok",
+        # per desk and asset class: seen = analysed + quarantined (checked by the run)
+        "reconciliation": [d.to_dict() for d in result.desks],
         "bytes": result.n_bytes,
-        "trades": len(result.batch),
+        "trades": det.n_trades,
         "quarantined": sum(counts.values()),
         "quarantined_by_reason": dict(counts.most_common()),
         "quarantine_records_written": len(result.quarantine),
