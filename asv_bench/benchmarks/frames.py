@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 import msgspec
 import pyarrow as pa
@@ -159,22 +160,28 @@ with tempfile.TemporaryDirectory() as tmp:
 base = hwm()
 n = q = 0
 t = time.perf_counter()
+import pyarrow as pa
+from surv_kernel import Dictionaries
+d = Dictionaries()
 if mode == "iter_parquet":
-    for batch, quarantine in iter_parquet(path):
+    for batch, quarantine in iter_parquet(path, dictionaries=d):
         n += len(batch)
         q += quarantine.total
         del batch, quarantine
-print(n, q, time.perf_counter() - t, base / 1024, hwm() / 1024)
+ids = d.trade_ids.nbytes if d.trade_ids is not None else 0
+print(n, q, time.perf_counter() - t, base / 1024, hwm() / 1024, ids / 2**20,
+      pa.default_memory_pool().max_memory() / 2**20, pa.default_memory_pool().backend_name)
 """
 
 
-def child_peak(mode: str, path: str) -> tuple[int, int, float, float, float]:
-    """(trades, quarantined, seconds, MB after warm-up, peak MB) in a fresh process."""
+def child_peak(mode: str, path: str) -> tuple[Any, ...]:
+    """(trades, quarantined, seconds, MB after warm-up, peak MB, MB of the run's
+    trade-id set, Arrow pool's peak MB, Arrow pool) in a fresh process."""
     code = _CHILD.format(src=SRC_DIR, bench=os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run(
         [sys.executable, "-c", code, mode, path], check=True, capture_output=True, text=True
     ).stdout.split()
-    return int(out[0]), int(out[1]), float(out[2]), float(out[3]), float(out[4])
+    return (int(out[0]), int(out[1]), *map(float, out[2:7]), out[7])
 
 
 def compare_rss(n: int, row_group: int) -> None:
@@ -198,13 +205,19 @@ def compare_rss(n: int, row_group: int) -> None:
             f"rows, {size / 1e6:.0f} MB on disk; one row group decoded (Arrow) "
             f"{group_bytes / 1e6:.1f} MB"
         )
-        trades, quarantined, seconds, base, peak = child_peak("iter_parquet", path)
+        trades, quarantined, seconds, base, peak, ids, pool, backend = child_peak(
+            "iter_parquet", path
+        )
+        # the run's trade-id set grows with the trades read (it is how a
+        # duplicate in the last row group is caught), so it is detection
+        # state, not reading; what remains is what follows the row group
+        reading = peak - base - ids
         print(
             f"  iter_parquet in a fresh process: {seconds:.2f} s ({trades:,} trades, "
             f"{quarantined} quarantined); VmHWM {base:.0f} MB after imports + warm-up, "
-            f"{peak:.0f} MB peak: +{peak - base:.0f} MB for reading "
-            f"(= {(peak - base) * 1e6 / group_bytes:.1f}x one decoded row group, "
-            f"{(peak - base) * 1e6 / size:.2f}x the file)"
+            f"{peak:.0f} MB peak; the run's trade-id set {ids:.0f} MB; the rest "
+            f"+{reading:.0f} MB = {reading * 2**20 / group_bytes:.1f}x one decoded row group, "
+            f"{reading * 2**20 / size:.2f}x the file (Arrow {backend} pool peak {pool:.0f} MB)"
         )
 
 

@@ -2009,5 +2009,6 @@ def ingest_columns(
         skip=skip,
         earlier=earlier,
     )
+    q.seen = int(positions.shape[0])  # every row is a record seen (reconciliation)
     _log_quarantine(q, desk, "validate_columns")
     return sink.batch(), q

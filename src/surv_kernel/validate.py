@@ -406,7 +406,9 @@ def validate_columns(
                 record[f] = given[f][row].item()
         return _ENCODER.encode(record)
 
-    # a null is a JSON null: wrong_type for the first null field in schema order
+    # a null is a JSON null: wrong_type for the first null field in schema order,
+    # with the row's trade id when it has one (as the JSON path keeps a string id)
+    ids = strings["trade_id"]
     skip = np.zeros(n, np.bool_)
     earlier: list[tuple[int, str, str, bytes | str, int | None, str | None]] = []
     for f in FIELDS:
@@ -417,9 +419,10 @@ def validate_columns(
         if null.any():
             for row in np.flatnonzero(null).tolist():
                 detail = f"Expected `{_JSON_KIND[f]}`, got `null` - at `$.{f}`"
-                earlier.append((first_position + row, WRONG_TYPE, detail, raw_of(row), None, None))
+                earlier.append(
+                    (first_position + row, WRONG_TYPE, detail, raw_of(row), None, ids.value(row))
+                )
             skip |= null
-    ids = strings["trade_id"]
     return ingest_columns(
         desk=desk,
         dictionaries=d,
