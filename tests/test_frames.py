@@ -748,3 +748,91 @@ def test_run_on_a_parquet_feed_with_a_string_timestamp_fails_the_desk(tmp_path):
     res = _run_cli("run", str(tmp_path / "d.parquet"), cwd=tmp_path)
     assert res.returncode == 4, res.stderr.decode()
     assert "column 'timestamp' holds Arrow string" in res.stderr.decode()
+
+
+# ---------------------------------------------------------------------------
+# FX by trade date (reference tables from files), the same on every path
+# ---------------------------------------------------------------------------
+FX_BY_DATE = """date,currency,usd_per_unit,source
+2024-03-11,EUR,1.0900,ECB
+2024-03-12,EUR,1.0910,ECB
+2024-03-13,EUR,1.0920,ECB
+2024-03-14,EUR,1.0930,ECB
+2024-03-15,EUR,1.0940,ECB
+2024-03-11,CHF,1.1300,SNB
+2024-03-12,CHF,1.1310,SNB
+2024-03-13,CHF,1.1320,SNB
+2024-03-14,CHF,1.1330,SNB
+2024-03-15,CHF,1.1340,SNB
+"""
+FLOORS_FILE = """asset_class,floor_usd,effective_from,effective_to,source
+equity,1000000,2024-01-01,,policy
+fixed_income,5000000,2024-01-01,,policy
+derivative,2000000,,,received
+commodity,3000000,2024-01-01,,policy 2024-03
+"""
+
+
+@pytest.fixture
+def dated_reference(tmp_path):
+    from surv_kernel.reference import use_reference
+
+    (tmp_path / "fx_rates.csv").write_text(FX_BY_DATE)
+    (tmp_path / "floors.csv").write_text(FLOORS_FILE)
+    yield use_reference(tmp_path)
+    use_reference(None)
+
+
+def _epoch(iso: str) -> float:
+    return float(np.datetime64(iso, "ns").astype(np.int64)) / 1e9
+
+
+def test_each_trade_converts_at_its_own_dates_rate_on_every_path(dated_reference, tmp_path):
+    midnight = _epoch("2024-03-12T00:00:00")
+    rows = [
+        trade(0, currency="EUR", notional=100.0, timestamp=_epoch("2024-03-12T10:00:00")),
+        trade(1, currency="EUR", notional=100.0, timestamp=_epoch("2024-03-14T10:00:00")),
+        trade(2, currency="EUR", notional=100.0, timestamp=midnight - 1e-6),  # still the 11th
+        trade(3, currency="EUR", notional=100.0, timestamp=midnight),
+        trade(4, currency="CHF", notional=100.0, timestamp=_epoch("2024-03-13T09:00:00")),
+        trade(5, currency="EUR", notional=100.0, timestamp=_epoch("2024-03-25T09:00:00")),
+        trade(6, currency="JPY", notional=100.0, timestamp=_epoch("2024-03-12T09:00:00")),
+        trade(7, currency="EUR", notional=100.0, timestamp=1e12),  # no trading date
+        trade(8, asset_class="commodity", timestamp=_epoch("2024-03-12T11:00:00")),
+        trade(9, currency="USD", notional=100.0, timestamp=_epoch("2024-03-12T11:00:00")),
+    ]
+    ref_batch, ref_q = decode_feed(msgspec.json.encode(rows), desk="D")
+    assert ref_batch.trade_id.tolist() == ["T0", "T1", "T2", "T3", "T4", "T8", "T9"]
+    assert ref_batch.notional_usd[:5].tolist() == [
+        100 * 1.091,
+        100 * 1.093,
+        100 * 1.090,
+        100 * 1.091,
+        100 * 1.132,
+    ]
+    assert [(r.trade_id, r.reason) for r in ref_q] == [
+        ("T5", "unknown_currency"),
+        ("T6", "unknown_currency"),
+        ("T7", "bad_timestamp"),
+    ]
+    assert "no FX rate for EUR on day 2024-03-25" in ref_q[0].detail
+    assert "'JPY'" in ref_q[1].detail and "fx_rates.csv" in ref_q[1].detail
+    for name, (batch, q) in every_reader(rows, tmp_path, 3).items():
+        assert_same_batch(ref_batch, batch)
+        assert qrecords(q) == qrecords(ref_q), name
+    # and datetimes in ns: the trade 1 us before midnight is still on the 11th
+    table = pa.Table.from_pylist(rows[:4], schema=SCHEMA)
+    ns = (np.asarray([r["timestamp"] for r in rows[:4]]) * 1e9).astype(np.int64)
+    ns[2] = int(midnight) * 10**9 - 1
+    table = table.set_column(5, "timestamp", pa.array(ns).cast(pa.timestamp("ns", "UTC")))
+    batch, q = read_frame(table)
+    assert not q
+    assert batch.notional_usd.tolist() == [100 * 1.091, 100 * 1.093, 100 * 1.090, 100 * 1.091]
+
+
+def test_undated_tables_keep_the_per_currency_path(tmp_path):
+    # the embedded default: one rate per currency for all time, any date
+    rows = [trade(0, currency="EUR", timestamp=1e9), trade(1, currency="GBP", timestamp=4e9)]
+    batch, q = read_frame(pa.Table.from_pylist(rows, schema=SCHEMA))
+    assert not q
+    assert batch.notional_usd.tolist() == [1000.0 * 1.08, 1001.0 * 1.27]
