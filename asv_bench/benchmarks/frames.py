@@ -37,7 +37,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 import surv_kernel
-from surv_kernel import Dictionaries, TradeBatch, decode_feed
+from surv_kernel import Dictionaries, TradeBatch, decode_feed, detect, detect_frame
 from surv_kernel.frames import iter_csv, iter_parquet, read_frame
 
 try:
@@ -108,6 +108,30 @@ class FramesToColumns:
         _concat(iter_csv(self.csv, dictionaries=Dictionaries()))
 
 
+class DetectFrame:
+    """The issue's yardstick: a polars frame -> alerts frame in one call
+    against ``detect`` on the same trades already in a TradeBatch."""
+
+    params = [[1_000_000]]
+    param_names = ["n"]
+    timeout = 600
+
+    def setup(self, n):
+        import polars as pl
+
+        with tempfile.TemporaryDirectory() as tmp:
+            warm_frames(tmp)
+        self.polars = pl.from_arrow(make_table(n))
+        self.batch, _ = read_frame(self.polars)
+        detect(self.batch)
+
+    def time_detect_batch(self, n):
+        detect(self.batch)
+
+    def time_detect_frame_polars(self, n):
+        detect_frame(self.polars)
+
+
 # ---------------------------------------------------------------------------
 # standalone: side by side, and the memory of a fresh process
 # ---------------------------------------------------------------------------
@@ -134,10 +158,18 @@ def compare_speed(n: int, rounds: int) -> None:
         times = {k: _best(fn, rounds) for k, fn in cases.items()}
     finally:
         bench.teardown(n)
+    frames = DetectFrame()
+    frames.setup(n)
+    t_batch = _best(lambda: frames.time_detect_batch(n), rounds)
+    t_frame = _best(lambda: frames.time_detect_frame_polars(n), rounds)
     json_t = times["decode_feed (JSON bytes)"]
     print(f"\n{n:,} trades -> TradeBatch, best of {rounds}:")
     for label, t in times.items():
         print(f"  {label:34s} {t:7.3f} s  {n / t / 1e6:6.2f} M rows/s  {json_t / t:5.2f}x JSON")
+    print(
+        f"  detect(TradeBatch) {t_batch:.3f} s; detect_frame(polars) {t_frame:.3f} s "
+        f"= {t_frame / t_batch:.2f}x"
+    )
 
 
 _CHILD = r"""

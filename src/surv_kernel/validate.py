@@ -62,7 +62,7 @@ no record text to bound; memory follows the caller's batch size).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -138,11 +138,21 @@ class Utf8Column:
     """A string column in Arrow's layout: the UTF-8 bytes of every value back
     to back in ``data`` (uint8), value ``i`` at ``data[offsets[i]:offsets[i+1]]``
     (``offsets`` int64, one more than the rows), ``valid`` False for a null
-    (None: no nulls). A reader wraps Arrow's buffers without copying them."""
+    (None: no nulls). A reader wraps Arrow's buffers without copying them.
+    ``decode``, if given, returns every value as an object array of str (None
+    for nulls): a reader whose library makes the Python strings faster than
+    :meth:`strings` can (pyarrow's ``to_numpy``) hands that over."""
 
-    __slots__ = ("_strings", "data", "offsets", "valid")
+    __slots__ = ("_decode", "_strings", "data", "offsets", "valid")
 
-    def __init__(self, data: np.ndarray, offsets: np.ndarray, valid: np.ndarray | None = None):
+    def __init__(
+        self,
+        data: np.ndarray,
+        offsets: np.ndarray,
+        valid: np.ndarray | None = None,
+        decode: Callable[[], np.ndarray] | None = None,
+    ):
+        self._decode = decode
         self.data = np.asarray(data, np.uint8)
         self.offsets = np.asarray(offsets, np.int64)
         if self.offsets.ndim != 1 or self.offsets.shape[0] < 1:
@@ -193,6 +203,11 @@ class Utf8Column:
         which is decoded and split. If a value holds a newline itself the
         split miscounts, and the values are decoded one by one (rare)."""
         if self._strings is not None:
+            return self._strings
+        if self._decode is not None:
+            self._strings = np.asarray(self._decode(), object)
+            if self._strings.shape != (len(self),):
+                raise ValueError("decode() must return one value per row")
             return self._strings
         n = len(self)
         out = np.empty(n, object)
