@@ -836,3 +836,33 @@ def test_undated_tables_keep_the_per_currency_path(tmp_path):
     batch, q = read_frame(pa.Table.from_pylist(rows, schema=SCHEMA))
     assert not q
     assert batch.notional_usd.tolist() == [1000.0 * 1.08, 1001.0 * 1.27]
+
+
+def test_frame_sources_run_through_the_pipeline_like_json_feeds(day):
+    from surv_kernel.frames.sources import FrameSource
+    from surv_kernel.pipeline import BytesSource, run
+
+    half = len(day) // 2
+    parts = {"a": day[:half], "b": day[half:]}
+    ref = run([BytesSource(k, msgspec.json.encode(v)) for k, v in parts.items()])
+    frames = {"a": pl.DataFrame(parts["a"]), "b": pd.DataFrame(parts["b"])}
+    got = run([FrameSource(k, v) for k, v in frames.items()])
+    assert msgspec.json.encode(got.detection) == msgspec.json.encode(ref.detection)
+    assert got.alert_dicts() == ref.alert_dicts()
+    assert [r.quarantine.seen for r in got.reads] == [len(parts["a"]), len(parts["b"])]
+
+
+def test_masked_and_unsigned_columns():
+    rows = [trade(i) for i in range(3)]
+    cols = {f: [r[f] for r in rows] for f in FIELDS}
+    ns = (np.asarray(cols["timestamp"]) * 1e9).astype(np.int64).view("datetime64[ns]")
+    cols["timestamp"] = np.ma.MaskedArray(ns, mask=[False, True, False])
+    cols["notional"] = np.asarray([5, 6, 7], np.uint16)
+    cols["surveillance_required"] = np.ma.MaskedArray([True, False, True], mask=[0, 0, 1])
+    batch, q = validate_columns(cols)
+    assert batch.trade_id.tolist() == ["T0"]
+    assert batch.notional.tolist() == [5.0]
+    assert [(r.position, r.detail) for r in q] == [
+        (1, "Expected `float`, got `null` - at `$.timestamp`"),
+        (2, "Expected `bool`, got `null` - at `$.surveillance_required`"),
+    ]

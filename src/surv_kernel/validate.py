@@ -252,7 +252,10 @@ def _as_array(field: str, col: Any) -> tuple[np.ndarray, np.ndarray | None]:
         raise kind_error(field, "strings")
     if isinstance(col, np.ma.MaskedArray):
         mask = np.ma.getmaskarray(col)
-        values = col.filled(col.dtype.type(0)) if col.dtype.kind in "fiubM" else col.data
+        # any fill will do (masked rows are skipped); a zero of the dtype
+        # itself, because datetime64 has no unitless zero
+        zero = np.zeros(1, col.dtype)[0]
+        values = col.filled(zero) if col.dtype.kind in "fiubM" else col.data
         return np.asarray(values), (~mask if mask.any() else None)
     values = np.asarray(col) if isinstance(col, (np.ndarray, list, tuple)) else None
     if values is None:
