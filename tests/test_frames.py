@@ -866,3 +866,45 @@ def test_masked_and_unsigned_columns():
         (1, "Expected `float`, got `null` - at `$.timestamp`"),
         (2, "Expected `bool`, got `null` - at `$.surveillance_required`"),
     ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    unit=st.sampled_from(["s", "ms", "us", "ns"]),
+    offsets=st.lists(st.integers(-3, 3), min_size=1, max_size=12),
+    lo_side=st.booleans(),
+    nulls=st.lists(st.booleans(), min_size=12, max_size=12),
+)
+def test_integer_timestamps_against_an_exact_reference(unit, offsets, lo_side, nulls):
+    # values a few units either side of a bound: the exact rule is
+    # min_timestamp <= v / k < max_timestamp, decided here with Fraction
+    from fractions import Fraction
+
+    k = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[unit]
+    lim = IngestLimits()
+    bound = (lim.min_timestamp if lo_side else lim.max_timestamp) * k
+    values = np.array([int(bound) + o for o in offsets], np.int64)
+    n = len(values)
+    mask = np.array(nulls[:n])
+    cols = {
+        "trade_id": [f"T{i}" for i in range(n)],
+        "asset_class": ["equity"] * n,
+        "notional": np.ones(n),
+        "currency": ["USD"] * n,
+        "trader_id": ["t"] * n,
+        "timestamp": np.ma.MaskedArray(values, mask=mask),
+        "surveillance_required": np.zeros(n, bool),
+    }
+    batch, q = validate_columns(cols, timestamp_unit=unit)
+    lo, hi = Fraction(lim.min_timestamp), Fraction(lim.max_timestamp)
+    expect_kept = [
+        i for i, v in enumerate(values.tolist()) if not mask[i] and lo <= Fraction(v, k) < hi
+    ]
+    assert batch.trade_id.tolist() == [f"T{i}" for i in expect_kept]
+    assert batch.timestamp_ns.tolist() == [int(values[i]) * (10**9 // k) for i in expect_kept]
+    reasons = {r.position: r.reason for r in q}
+    for i in range(n):
+        if mask[i]:
+            assert reasons[i] == "wrong_type"
+        elif i not in expect_kept:
+            assert reasons[i] == "bad_timestamp"
