@@ -908,3 +908,25 @@ def test_integer_timestamps_against_an_exact_reference(unit, offsets, lo_side, n
             assert reasons[i] == "wrong_type"
         elif i not in expect_kept:
             assert reasons[i] == "bad_timestamp"
+
+
+def test_python_lists_with_none_are_nulls_and_mixed_kinds_are_one_error():
+    rows = [trade(i) for i in range(4)]
+    cols = {f: [r[f] for r in rows] for f in FIELDS}
+    cols["notional"] = [5, None, 7.5, 8]
+    cols["timestamp"] = [int(T0), int(T0) + 1, None, int(T0) + 3]
+    cols["surveillance_required"] = [True, False, True, None]
+    batch, q = validate_columns(cols)
+    assert batch.trade_id.tolist() == ["T0"]
+    assert batch.timestamp_ns.tolist() == [int(T0) * 10**9]
+    assert [r.detail.split(" - ")[1] for r in q] == [
+        "at `$.notional`",
+        "at `$.timestamp`",
+        "at `$.surveillance_required`",
+    ]
+    batch, q = validate_columns({**cols, "surveillance_required": [None] * 4})
+    assert len(batch) == 0 and q.counts == {"wrong_type": 4}
+    with pytest.raises(ColumnError, match=r"column 'notional' holds Python objects .*bool, int"):
+        validate_columns({**cols, "notional": [1, True, 2, 3]})
+    with pytest.raises(ColumnError, match=r"column 'timestamp' holds Python objects .*str"):
+        validate_columns({**cols, "timestamp": ["2026-01-01", None, None, None]})

@@ -257,20 +257,44 @@ def _as_array(field: str, col: Any) -> tuple[np.ndarray, np.ndarray | None]:
         zero = np.zeros(1, col.dtype)[0]
         values = col.filled(zero) if col.dtype.kind in "fiubM" else col.data
         return np.asarray(values), (~mask if mask.any() else None)
-    values = np.asarray(col) if isinstance(col, (np.ndarray, list, tuple)) else None
-    if values is None:
+    if isinstance(col, (list, tuple)):
+        # value by value, never np.asarray: it would make [1, True] ints
+        return _objects(field, list(col))
+    if not isinstance(col, np.ndarray):
         raise kind_error(field, f"a {type(col).__name__}")
+    values = col
     if values.dtype.kind == "O":
-        # an object column whose every value is None is all null (what an
-        # empty or all-missing DataFrame column often is); anything else
-        # would need a per-value type rule the JSON path does not have
-        if all(v is None for v in values.tolist()):
-            return np.zeros(values.shape[0], np.float64), np.zeros(values.shape[0], np.bool_)
-        kinds = sorted({type(v).__name__ for v in values.tolist() if v is not None})
-        raise kind_error(field, f"Python objects ({', '.join(kinds)})")
+        return _objects(field, values.tolist())
     if values.ndim != 1:
         raise ColumnError(f"column {field!r} has shape {values.shape}; columns must be 1-D")
     return values, None
+
+
+def _objects(field: str, items: list[Any]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Python values with None for nulls (a list, an object array): all bools,
+    all ints, or numbers become a typed array and its validity. A column that
+    mixes kinds (a bool among numbers, a str) is one error: a per-value type
+    rule would quarantine rows by how the caller happened to build the list."""
+    valid = np.fromiter((v is not None for v in items), np.bool_, len(items))
+    present = [v for v in items if v is not None]
+    kinds = {type(v) for v in present}
+    if not present:  # all null (an empty or all-missing DataFrame column often is)
+        dtype: Any = np.bool_ if field == "surveillance_required" else np.float64
+    elif kinds <= {bool, np.bool_}:
+        dtype = np.bool_
+    elif kinds <= {int, np.int64, np.int32}:
+        dtype = np.int64
+    elif kinds <= {int, float, np.int64, np.int32, np.float64, np.float32}:
+        dtype = np.float64
+    else:
+        names = ", ".join(sorted(t.__name__ for t in kinds))
+        raise kind_error(field, f"Python objects of mixed or other kinds ({names})")
+    fill = dtype(0)
+    try:
+        values = np.array([fill if v is None else v for v in items], dtype)
+    except OverflowError:  # an int beyond int64
+        values = np.array([fill if v is None else v for v in items], np.float64)
+    return values, (None if valid.all() else valid)
 
 
 def _number_column(field: str, col: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
