@@ -8,6 +8,8 @@ Subcommands::
     surv-kernel run FEED... --baselines baselines.json
     surv-kernel evaluate [--seeds 0 1 2]       received rule vs model on labelled days
     surv-kernel serve --feeds DIR --state DIR  the intraday service (RUNBOOK: "The intraday service")
+    surv-kernel backtest HISTORY --from DATE --to DATE --rolling-calibration N --out DIR
+                [--engine dask [--scheduler ADDRESS]]  past days (date=YYYY-MM-DD/) rerun
 
 ``run`` takes files or directories of desk feeds (``*.json``, ``*.ndjson``,
 ``*.jsonl``; a JSON array or one JSON object per line). The desk name is the
@@ -89,7 +91,7 @@ import threading
 from collections.abc import Sequence
 
 from ..errors import ConfigError, DataError, InputError, OutputError, SurveillanceError
-from . import calibrate, demo, evaluate, reference, run, serve
+from . import backtest, calibrate, demo, evaluate, reference, run, serve
 from .common import (
     EXIT_BAD_DATA,
     EXIT_BROKEN_PIPE,
@@ -137,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
-    for command in (demo, run, calibrate, evaluate, reference, serve):
+    for command in (demo, run, calibrate, backtest, evaluate, reference, serve):
         command.add_parser(sub, common, model, pool)
     return parser
 

@@ -7,6 +7,8 @@
 - :mod:`.pool`: the bounded desk pool with per-desk deadlines;
 - :mod:`.engines`: how the work is scheduled (:class:`LocalEngine`: desks
   read on the pool, one detection over the merged day);
+- :mod:`.distributed`: the Dask engine (the ``dask`` extra; imported only
+  when asked for): the day shuffled by group over worker processes;
 - :mod:`.run`: :func:`run`, the one path behind ``surv-kernel run``, the
   legacy entry points and replay, and its :class:`RunResult`;
 - :mod:`.sinks`: where the results go (JSON lines, the report, summary.json);
@@ -17,7 +19,15 @@
 
 from __future__ import annotations
 
-from .engines import DeskFailure, DeskRead, Engine, EngineResult, LocalEngine, merge_desks
+from .engines import (
+    DeskFailure,
+    DeskRead,
+    Engine,
+    EngineResult,
+    LocalEngine,
+    merge_batches,
+    merge_desks,
+)
 from .fetch import FeedUnavailableError, TransientFeedError, fetch_trade_feed
 from .outcomes import DeskFailuresError, DeskOutcome, DeskRunReport
 from .pool import DeskDeadlineError, run_tasks
@@ -59,6 +69,7 @@ __all__ = [
     "SummarySink",
     "TransientFeedError",
     "fetch_trade_feed",
+    "merge_batches",
     "merge_desks",
     "replay_window",
     "resolve_feeds",

@@ -137,8 +137,9 @@ def merge_desks(reads: Sequence[DeskRead]) -> TradeBatch:
 
 
 def merge_batches(batches: Sequence[TradeBatch]) -> TradeBatch:
-    """One TradeBatch from batches with *different* Dictionaries: every row
-    re-coded into one shared :class:`~surv_kernel.batch.Dictionaries`, in the
+    """One TradeBatch from batches whose Dictionaries may differ (desks read
+    independently, partitions coming back from workers): every row re-coded
+    by *name* into one new :class:`~surv_kernel.batch.Dictionaries`, in the
     order given."""
     shared = Dictionaries()
     parts = []
