@@ -103,7 +103,12 @@ def test_console_script_when_installed(tmp_path):
     "args, code, message",
     [
         (["run", "nope.json"], 3, "feed file not found: nope.json"),
-        (["run", "empty"], 3, "no feed files (*.json, *.ndjson, *.jsonl) in directory empty"),
+        (
+            ["run", "empty"],
+            3,
+            "no feed files (*.json, *.ndjson, *.jsonl, *.parquet, *.csv, or desk=NAME "
+            "partitions) in directory empty",
+        ),
         (["run", "bad.json"], 4, "desk 'bad' (bad.json): not a readable feed"),
         (["run", "good.json", "--frobnicate"], 2, "unrecognized arguments: --frobnicate"),
         (["run", "good.json", "--window-minutes", "-5"], 2, "must be a finite number > 0"),

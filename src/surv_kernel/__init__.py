@@ -5,7 +5,9 @@ bytes -> records (``schema``) -> columns (``batch``, ``ingest``) -> window
 statistics (``kernels``, ``windows``) -> scored episodes (``model``) -> alerts,
 scheduled by the pipeline (``pipeline``: sources -> engine -> sinks) or the
 stream (``stream``). ``legacy`` keeps the received module's API on top,
-``evaluation`` the labelled days that score it. Every error raised on purpose
+``evaluation`` the labelled days that score it. Arrow, Parquet, CSV, polars and pandas
+come in and go out through ``frames`` (pyarrow, imported only there) and the one
+validation step every reader shares (``validate.validate_columns``). Every error raised on purpose
 derives from :class:`SurveillanceError` (``errors``).
 
 Heavy modules (Numba kernels, the model) are imported on first use of a name
@@ -42,6 +44,16 @@ _LAZY = {
     "QuarantineRecord": "ingest",
     "FeedError": "ingest",
     "Trade": "schema",
+    # the one validation step for columns from any reader
+    "validate_columns": "validate",
+    "ColumnError": "validate",
+    "Utf8Column": "validate",
+    # frames in and out (pyarrow, imported only here)
+    "read_frame": "frames",
+    "iter_frame": "frames",
+    "iter_parquet": "frames",
+    "iter_csv": "frames",
+    "detect_frame": "frames",
     # kernel wrappers
     "rolling_window_sums": "windows",
     "window_stats": "windows",

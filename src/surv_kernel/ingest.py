@@ -61,7 +61,8 @@ its raw text and one reason (the first that applies, in this order):
                          (no coercion: ``"100"`` is not a notional)
 ``missing_field``        a schema field is absent
 ``empty_id``             ``trade_id`` or ``trader_id`` is ``""``
-``unknown_currency``     no FX rate (never silently 1.0)
+``unknown_currency``     no FX rate on the trade's UTC date in the reference
+                         data in force (never silently 1.0)
 ``unknown_asset_class``  no alert floor (never silently exempt)
 ``bad_notional``         NaN, infinite, zero or negative, or out of float range
 ``notional_too_large``   above ``max_notional_usd`` (default 1e12 USD) in USD
@@ -122,11 +123,13 @@ from . import dtypes
 from . import feedscan as fs
 from .batch import Dictionaries, Dictionary, TradeBatch
 from .reference import (
-    ASSET_CLASS_FLOORS_USD,
-    FX_RATES_USD,
+    ReferenceData,
+    ReferenceDataError,
     UnknownAssetClassError,
     UnknownCurrencyError,
+    active_reference,
 )
+from .reference.tables import ALWAYS, DAY_NS
 from .schema import LegacyTrade, Trade
 
 __all__ = [
@@ -140,6 +143,7 @@ __all__ = [
     "TradeIdSet",
     "columns_from_dicts",
     "decode_feed",
+    "ingest_columns",
     "iter_feed",
 ]
 
@@ -598,6 +602,7 @@ class _Run:
         skip: np.ndarray,
         earlier: Sequence[tuple[int, str, str, bytes | str, int | None, str | None]] = (),
         hint: int = 0,
+        timestamp_ns: np.ndarray | None = None,
     ) -> None:
         """Check values, drop duplicates, intern, and append one part's kept
         rows to ``sink`` (``hint``: rows the sink may expect in total).
@@ -607,22 +612,26 @@ class _Run:
         rows for None); ``earlier`` holds records the part already rejected
         while decoding (position, reason, detail, raw, offset, trade_id); all
         quarantine records of the part are added in position order.
+        ``timestamp_ns``: exact nanoseconds for readers whose timestamps are
+        integers or datetimes (``timestamp`` then only serves the range check
+        and messages); None converts ``timestamp`` seconds.
         """
         lim = self.limits
         n = positions.shape[0]
         reason = np.empty(n, np.uint8)
         usd = np.empty(n, np.float64)
-        rate = np.array([FX_RATES_USD.get(v, np.nan) for v in self.currency.values], np.float64)
-        known_asset = np.array(
-            [v in ASSET_CLASS_FLOORS_USD for v in self.asset_class.values], np.bool_
+        ref = active_reference()
+        rate, rate_of_row, days = _fx_rates(
+            ref, self.currency.values, currency, skip, timestamp, timestamp_ns, lim
         )
+        known_asset = np.array([v in ref.floors for v in self.asset_class.values], np.bool_)
         fs.check_values(
             skip,
             lengths,
             lim.max_record_bytes,
             id_len,
             trader_len,
-            currency,
+            rate_of_row,
             rate,
             asset_class,
             known_asset,
@@ -662,6 +671,8 @@ class _Run:
                             currency,
                             asset_class,
                             trade_id,
+                            ref,
+                            None if days is None else int(days[row]),
                         ),
                         raw_of(row),
                         offset_of(row),
@@ -683,9 +694,12 @@ class _Run:
         a = sink.reserve(m, hint)
         b = a + m
         cols = sink.cols
-        fs.seconds_to_ns(
-            timestamp, np.arange(n) if rows is None else rows, cols["timestamp_ns"][a:b]
-        )
+        if timestamp_ns is not None:
+            _put(cols["timestamp_ns"][a:b], timestamp_ns, rows)
+        else:
+            fs.seconds_to_ns(
+                timestamp, np.arange(n) if rows is None else rows, cols["timestamp_ns"][a:b]
+            )
         _put(cols["notional_usd"][a:b], usd, rows)
         _put(cols["notional"][a:b], notional, rows)
         _put(cols["trader"][a:b], self.trader.lut, trader if every else trader[rows])
@@ -711,6 +725,8 @@ class _Run:
         currency: np.ndarray,
         asset_class: np.ndarray,
         trade_id: str,
+        ref: ReferenceData | None = None,
+        day: int | None = None,
     ) -> str:
         lim = self.limits
         if code == _V_TOO_LARGE:
@@ -718,7 +734,12 @@ class _Run:
         if code == _V_EMPTY_ID:
             return "trade_id is empty" if trade_id == "" else "trader_id is empty"
         if code == _V_CURRENCY:
-            return str(UnknownCurrencyError(self.currency.values[currency[row]]))
+            value = self.currency.values[currency[row]]
+            try:  # the reference's own words: unknown currency, or no rate that day
+                (ref or active_reference()).fx_rate(value, day)
+            except ReferenceDataError as exc:
+                return str(exc)
+            return str(UnknownCurrencyError(value))
         if code == _V_ASSET:
             return str(UnknownAssetClassError(self.asset_class.values[asset_class[row]]))
         if code == _V_NOTIONAL:
@@ -793,6 +814,49 @@ class _Run:
             raw_of=lambda row: buf[rs[row] : out.rec_end[row]].tobytes(),
             offset_of=lambda row: base + int(rs[row]),
         )
+
+
+def _fx_rates(
+    ref: ReferenceData,
+    names: Sequence[str],
+    currency: np.ndarray,
+    skip: np.ndarray,
+    timestamp: np.ndarray,
+    timestamp_ns: np.ndarray | None,
+    lim: IngestLimits,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(rate, index, days)`` for ``check_values``: row ``i`` converts at
+    ``rate[index[i]]`` USD per unit (NaN: no rate, ``unknown_currency``).
+
+    Undated tables (the embedded default holds one rate per currency for all
+    time) give one rate per currency, indexed by the currency codes: no
+    per-row work. Dated tables give each row its currency's rate on its own
+    UTC trading date (``ReferenceData.rates_for``; ``days`` says which day).
+    A row whose timestamp is outside the accepted range has no trading date:
+    it takes its currency's latest rate, so it is still judged by the checks
+    after the currency's (``bad_timestamp``), exactly as with undated tables.
+    """
+    series = [ref.rates.get(v) for v in names]
+    latest = np.array(
+        [np.nan if s is None or not len(s.days) else float(s.usd_per_unit[-1]) for s in series],
+        np.float64,
+    )
+    if all(s is None or (len(s.days) == 1 and s.days[0] == ALWAYS) for s in series):
+        return latest, currency, None
+    n = currency.shape[0]
+    codes = np.where(skip, 0, currency)  # skipped rows' fields are not set
+    in_range = ~skip & (timestamp >= lim.min_timestamp) & (timestamp < lim.max_timestamp)
+    if timestamp_ns is not None:
+        days = np.where(in_range, timestamp_ns, 0) // DAY_NS
+    else:
+        # whole seconds first: floor(t) is exact, so no float division puts a
+        # trade a rounding error before midnight on the next day
+        whole = np.floor(np.where(in_range, timestamp, 0.0)).astype(np.int64)
+        days = whole // 86_400
+    rate = ref.rates_for(names, codes, days * DAY_NS)
+    if len(latest):
+        rate = np.where(in_range, rate, latest[codes])
+    return rate, np.arange(n), days
 
 
 def _object_array(values: list[Any]) -> np.ndarray:
@@ -1942,3 +2006,65 @@ class _DictRewrite:
                 ):
                     return why, f"{field} {float(value)!r} is not a finite number", raw, None
         return reason, detail, raw, None
+
+
+# ---------------------------------------------------------------------------
+# Columns from other readers (Arrow, Parquet, CSV, DataFrames)
+# ---------------------------------------------------------------------------
+def ingest_columns(
+    *,
+    desk: str | None,
+    dictionaries: Dictionaries | None,
+    limits: IngestLimits | None,
+    positions: np.ndarray,
+    strings: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    trade_ids: Callable[[np.ndarray | None], np.ndarray],
+    notional: np.ndarray,
+    timestamp: np.ndarray,
+    timestamp_ns: np.ndarray | None,
+    surveillance: np.ndarray,
+    skip: np.ndarray,
+    earlier: Sequence[tuple[int, str, str, bytes | str, int | None, str | None]],
+    raw_of: Callable[[int], bytes | str],
+) -> tuple[TradeBatch, Quarantine]:
+    """The tail every feed goes through, for columns a non-JSON reader built:
+    the value checks, duplicate ids, FX conversion and interning of ``_Run.finish``.
+
+    Called by :func:`surv_kernel.validate.validate_columns` (use that: it
+    checks the columns' kinds and turns nulls into ``wrong_type`` records).
+    ``strings`` maps ``trade_id``, ``asset_class``, ``currency`` and
+    ``trader_id`` to UTF-8 spans ``(buf, starts, lengths)``; rows with
+    ``skip`` were rejected by the caller (their entries are in ``earlier``).
+    A columnar row has no record text, so ``record_too_large`` never applies.
+    """
+    run = _Run(desk, dictionaries, limits)
+    q = run.quarantine()
+    sink = _Sink(run.dictionaries, int(positions.shape[0]))
+    id_buf, id_start, id_len = strings["trade_id"]
+    id_hash = np.empty(id_start.shape[0], np.uint64)
+    fs.hash_spans(id_buf, id_start, id_len, id_hash)
+    trader = strings["trader_id"]
+    run.finish(
+        q,
+        sink,
+        positions=positions,
+        lengths=np.zeros(positions.shape[0], np.int64),
+        notional=notional,
+        timestamp=timestamp,
+        timestamp_ns=timestamp_ns,
+        surveillance=surveillance,
+        asset_class=run.asset_class.intern(*strings["asset_class"]),
+        currency=run.currency.intern(*strings["currency"]),
+        trader=run.trader.intern(*trader),
+        id_hash=id_hash,
+        id_len=id_len,
+        trader_len=trader[2],
+        ids_of=trade_ids,
+        raw_of=raw_of,
+        offset_of=lambda row: None,
+        skip=skip,
+        earlier=earlier,
+    )
+    q.seen = int(positions.shape[0])  # every row is a record seen (reconciliation)
+    _log_quarantine(q, desk, "validate_columns")
+    return sink.batch(), q

@@ -27,7 +27,8 @@ def add_parser(sub: Any, common: Any, model: Any, pool: Any) -> None:
         [model, pool, common],
         help="baselines from history feeds, for 'run --baselines'",
         description="Compute per-(trader, asset class) and peer baselines from history feeds "
-        "(one or more past days; files or directories) and save them (.json or .msgpack).",
+        "(one or more past days; files or directories of JSON, NDJSON, Parquet or CSV, a "
+        "hive-partitioned Parquet directory, or - for stdin) and save them (.json or .msgpack).",
     )
     cal.add_argument("history", nargs="+", metavar="HISTORY", help="history feed file or directory")
     cal.add_argument(

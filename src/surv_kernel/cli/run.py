@@ -10,6 +10,8 @@ from typing import Any
 from .common import (
     DEFAULT_MAX_CHARTS,
     EXIT_OK,
+    EXIT_USAGE,
+    CliError,
     Progress,
     config_from_args,
     failure_error,
@@ -28,11 +30,22 @@ def add_parser(sub: Any, common: Any, model: Any, pool: Any) -> None:
         [model, pool, common],
         help="desk feeds (files or directories) -> alerts as JSON lines",
         description="Analyse desk feeds: files or directories of *.json / *.ndjson / *.jsonl "
-        "(JSON array or NDJSON); the desk name is the file stem. Alerts go to stdout as JSON "
-        "lines (or DIR/alerts.jsonl with --out), quarantined records to their own file, the "
-        "summary to stderr.",
+        "(JSON array or NDJSON), *.parquet or *.csv (a header row naming the schema fields; "
+        "needs pyarrow), a hive-partitioned Parquet directory (DIR/desk=NAME/...), or - for "
+        "standard input; the desk name is the file stem (or the desk= value, or 'stdin'). "
+        "Alerts go to stdout (or DIR/alerts.jsonl with --out; see --format), quarantined "
+        "records to their own file, the summary to stderr.",
     )
-    run.add_argument("feeds", nargs="+", metavar="FEED", help="feed file or directory of feeds")
+    run.add_argument(
+        "feeds", nargs="+", metavar="FEED", help="feed file, directory of feeds, or - (stdin)"
+    )
+    run.add_argument(
+        "--format",
+        choices=("jsonl", "csv", "parquet"),
+        default="jsonl",
+        help="format of the alerts, suppressed and quarantine outputs (default jsonl; csv and "
+        "parquet need pyarrow, and write a list cell as its JSON text in csv)",
+    )
     run.add_argument(
         "--out",
         metavar="DIR",
@@ -93,19 +106,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = RunDirectory(args.out) if args.out else None
     staging = out.begin() if out is not None else None
     shown_as = out.shown_as if out is not None else str
+    ext = args.format
     if args.quarantine:
         quarantine_path = Path(args.quarantine)
     else:
-        quarantine_path = (staging or Path(".")) / "quarantine.jsonl"
+        quarantine_path = (staging or Path(".")) / f"quarantine.{ext}"
     progress = Progress(sum(s.size or 0 for s in sources), len(sources), args.progress)
-    sinks: list[Any] = [
-        JsonLinesSink(
-            staging / "alerts.jsonl" if staging is not None else sys.stdout.buffer,
+    alerts_out = staging / f"alerts.{ext}" if staging is not None else sys.stdout.buffer
+    suppressed_out = staging / f"suppressed.{ext}" if staging is not None else None
+    if ext == "jsonl":
+        first: Any = JsonLinesSink(
+            alerts_out, quarantine=quarantine_path, suppressed=suppressed_out, shown_as=shown_as
+        )
+    else:
+        try:
+            from ..frames.sinks import FrameSink
+        except ImportError as exc:
+            raise CliError(
+                EXIT_USAGE,
+                f"--format {ext} needs pyarrow ({exc}): pip install 'surv_kernel[arrow]'",
+            ) from None
+        first = FrameSink(
+            alerts_out,
+            fmt=ext,
             quarantine=quarantine_path,
-            suppressed=staging / "suppressed.jsonl" if staging is not None else None,
+            suppressed=suppressed_out,
             shown_as=shown_as,
         )
-    ]
+    sinks: list[Any] = [first]
     if args.report:
         report = Path(args.report)
         if (

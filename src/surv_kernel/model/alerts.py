@@ -26,6 +26,7 @@ __all__ = [
     "episode_alert",
     "episode_explanation",
     "episode_suppressed",
+    "detection_html",
     "fmt_usd",
     "verdict",
 ]
@@ -127,6 +128,79 @@ class Detection(msgspec.Struct):
     suppressed: list[SuppressedEpisode]
     n_trades: int
     n_floor_episodes: int
+
+    def __repr__(self) -> str:
+        # the default repr prints every alert and explanation (85 kB for 25
+        # alerts); the records are one attribute (or to_polars()) away
+        return (
+            f"Detection(alerts={len(self.alerts)}, suppressed={len(self.suppressed)}, "
+            f"n_trades={self.n_trades}, n_floor_episodes={self.n_floor_episodes})"
+        )
+
+    def _repr_html_(self) -> str:
+        """Notebooks: the counts and the highest-scoring alerts as a table."""
+        return detection_html(self)
+
+    def to_arrow(self, what: str = "alerts") -> Any:
+        """``alerts`` or ``suppressed`` as a pyarrow Table (needs pyarrow:
+        ``pip install surv_kernel[arrow]``); see :mod:`surv_kernel.frames`."""
+        from ..frames.output import detection_frame
+
+        return detection_frame(self, what, "arrow")
+
+    def to_polars(self, what: str = "alerts") -> Any:
+        """``alerts`` or ``suppressed`` as a polars DataFrame (via Arrow)."""
+        from ..frames.output import detection_frame
+
+        return detection_frame(self, what, "polars")
+
+    def to_pandas(self, what: str = "alerts") -> Any:
+        """``alerts`` or ``suppressed`` as a pandas DataFrame (via Arrow)."""
+        from ..frames.output import detection_frame
+
+        return detection_frame(self, what, "pandas")
+
+
+#: Alerts shown by ``Detection._repr_html_`` (the highest scores first).
+HTML_ALERTS = 10
+
+
+def detection_html(detection: Detection) -> str:
+    """A small HTML summary: counts, then the top alerts by score."""
+    import datetime as dt
+    import html
+
+    top = sorted(detection.alerts, key=lambda a: (-a.score, a.start_ns, a.alert_id))
+    rows = []
+    for a in top[:HTML_ALERTS]:
+        start = dt.datetime.fromtimestamp(a.start_ns / 1e9, dt.timezone.utc)
+        cells = (
+            a.alert_id,
+            a.trader_id,
+            a.asset_class,
+            start.strftime("%Y-%m-%d %H:%M:%S"),
+            fmt_usd(a.peak_window_sum_usd),
+            f"{a.score:g}",
+            a.explanation.describe(),
+        )
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("alert id", "trader", "asset class", "start (UTC)", "peak USD", "score", "why")
+    )
+    more = len(top) - HTML_ALERTS
+    return (
+        f"<div><b>Detection</b>: {len(detection.alerts)} alerts, "
+        f"{len(detection.suppressed)} suppressed episodes, {detection.n_trades} trades, "
+        f"{detection.n_floor_episodes} floor episodes"
+        + (f"<table><tr>{head}</tr>{''.join(rows)}</table>" if rows else "")
+        + (
+            f"<p>... and {more} more (<code>.alerts</code>, <code>.to_polars()</code>)</p>"
+            if more > 0
+            else ""
+        )
+        + "</div>"
+    )
 
 
 def fmt_usd(x: float) -> str:

@@ -26,7 +26,8 @@ episode running over midnight is two episodes, one per day, on either engine.
 
 Day files are read by :func:`day_sources` / :func:`read_day`, the one place
 that knows the formats: ``*.json`` / ``*.ndjson`` / ``*.jsonl`` desk feeds
-(ingest's feed parser) and ``*.parquet`` (see :class:`ParquetSource`).
+(ingest's feed parser) and ``*.parquet``
+(:class:`surv_kernel.frames.sources.ParquetSource`, one row group at a time).
 """
 
 from __future__ import annotations
@@ -44,21 +45,20 @@ from typing import Any
 
 import msgspec
 
-from ..batch import Dictionaries, TradeBatch
+from ..batch import TradeBatch
 from ..errors import ConfigError, DataError, InputError
-from ..ingest import DEFAULT_CHUNK_BYTES, columns_from_dicts
+from ..ingest import DEFAULT_CHUNK_BYTES
 from ..model import Baselines, DetectionConfig, calibrate
 from ..model.detector import Detector, VolumeDetector
 from ..observability import MetricsRegistry
 from .engines import DeskFailure, Engine, EngineResult, LocalEngine, merge_batches
 from .run import alert_desks
 from .sinks import atomic_open, json_safe
-from .sources import FEED_SUFFIXES, Chunks, FileSource, Progress, Source
+from .sources import FEED_SUFFIXES, FileSource, Source
 
 __all__ = [
     "BacktestResult",
     "DayResult",
-    "ParquetSource",
     "backtest",
     "calibrate_days",
     "day_sources",
@@ -93,45 +93,22 @@ def history_days(history: str | Path) -> dict[dt.date, Path]:
     return dict(sorted(days.items()))
 
 
-class ParquetSource:
-    """A desk's day as a Parquet file (the desk is the file stem).
+def __getattr__(name: str) -> Any:
+    # ParquetSource is the frames reader's (row group by row group, through
+    # validate_columns); imported on use, so this module never needs pyarrow
+    if name == "ParquetSource":
+        return _parquet_source_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    A first version, to be replaced by the frames reader
-    (:mod:`surv_kernel.frames`): ``pyarrow.parquet.read_table`` ->
-    ``to_pylist`` -> :func:`~surv_kernel.columns_from_dicts`, i.e. the legacy
-    dicts path and its validation, so every rule and quarantine reason is the
-    feeds'. It holds the file's rows as dicts at once (memory: the file, not a
-    chunk) and needs ``pyarrow``. Columns: the feed schema's fields.
-    """
 
-    def __init__(self, path: str | Path, desk: str | None = None) -> None:
-        self.path = Path(path)
-        self.desk = self.path.stem if desk is None else str(desk)
-        try:
-            self.size: int | None = self.path.stat().st_size
-        except OSError:
-            self.size = None
-
-    @property
-    def where(self) -> str:
-        return str(self.path)
-
-    def batches(
-        self, dictionaries: Dictionaries, *, chunk_size: int, progress: Progress | None = None
-    ) -> Chunks:
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise ConfigError(
-                f"{self.path}: reading Parquet needs pyarrow (pip install pyarrow)"
-            ) from None
-        rows = pq.read_table(self.path).to_pylist()
-        yield columns_from_dicts(
-            rows, desk=self.desk, dictionaries=dictionaries, return_quarantine=True
-        )
-
-    def __repr__(self) -> str:
-        return f"ParquetSource({str(self.path)!r}, desk={self.desk!r})"
+def _parquet_source_class() -> Any:
+    try:
+        from ..frames.sources import ParquetSource
+    except ImportError:
+        raise ConfigError(
+            "reading Parquet needs pyarrow (pip install 'surv_kernel[arrow]')"
+        ) from None
+    return ParquetSource
 
 
 def day_sources(day_dir: str | Path) -> list[Source]:
@@ -147,7 +124,7 @@ def day_sources(day_dir: str | Path) -> list[Source]:
         if suffix in FEED_SUFFIXES:
             out.append(FileSource(f))
         elif suffix == ".parquet":
-            out.append(ParquetSource(f))
+            out.append(_parquet_source_class()(f))
     if not out:
         raise InputError(f"no desk files (*.json, *.ndjson, *.jsonl, *.parquet) in {d}")
     desks = [s.desk for s in out]

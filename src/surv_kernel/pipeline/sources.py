@@ -24,6 +24,7 @@ from ..ingest import FeedError, Quarantine, columns_from_dicts, decode_feed, ite
 
 __all__ = [
     "FEED_SUFFIXES",
+    "FRAME_SUFFIXES",
     "BytesSource",
     "CallSource",
     "ConcatSource",
@@ -36,6 +37,8 @@ __all__ = [
 
 #: File suffixes taken from a directory of desk feeds.
 FEED_SUFFIXES = (".json", ".ndjson", ".jsonl")
+#: Columnar feed suffixes (read by :mod:`surv_kernel.frames`, needs pyarrow).
+FRAME_SUFFIXES = (".parquet", ".csv")
 
 Chunks = Iterator[tuple[TradeBatch, Quarantine]]
 
@@ -196,22 +199,41 @@ def resolve_feeds(
 ) -> list[FileSource]:
     """Files as given, directories expanded to their feed files (sorted by name).
 
+    JSON feeds (``*.json``, ``*.ndjson``, ``*.jsonl``) become
+    :class:`FileSource`; ``*.parquet`` and ``*.csv`` the sources of
+    :mod:`surv_kernel.frames.sources` (pyarrow). In a directory, each
+    ``desk=NAME`` subdirectory (a hive partition) is one Parquet source for
+    desk NAME; a directory holding Parquet files only deeper down is one
+    source. ``-`` is standard input (JSON, NDJSON, CSV or Parquet, sniffed).
+
     Raises :class:`~surv_kernel.errors.InputError` for a missing path, a
     directory without feed files or an unreadable file, and
     :class:`~surv_kernel.errors.ConfigError` for two feeds with the same desk
     name when ``unique_desks`` (a run reads one feed per desk; a history may
     hold several days of each desk).
     """
-    out: list[FileSource] = []
+    out: list[Any] = []
+    suffixes = FEED_SUFFIXES + FRAME_SUFFIXES
     for raw in paths:
         p = Path(raw)
-        if p.is_dir():
-            files = sorted(
-                f for f in p.iterdir() if f.is_file() and f.suffix.lower() in FEED_SUFFIXES
+        if str(raw) == "-":
+            out.append(_frames().StdinSource())
+            continue
+        if p.is_dir() and p.name.startswith("desk="):
+            files = [p]  # one hive partition: one desk, its Parquet files below
+        elif p.is_dir():
+            # a hive layout (DIR/desk=NAME/...parquet): one source per partition
+            hive = sorted(f for f in p.iterdir() if f.is_dir() and f.name.startswith("desk="))
+            files = hive + sorted(
+                f for f in p.iterdir() if f.is_file() and f.suffix.lower() in suffixes
             )
+            if not files and any(p.rglob("*.parquet")):
+                files = [p]  # a Parquet dataset partitioned otherwise: one desk
             if not files:
-                suffixes = ", ".join(f"*{s}" for s in FEED_SUFFIXES)
-                raise InputError(f"no {what} files ({suffixes}) in directory {raw}")
+                listed = ", ".join(f"*{s}" for s in suffixes)
+                raise InputError(
+                    f"no {what} files ({listed}, or desk=NAME partitions) in directory {raw}"
+                )
         elif p.exists():
             if not p.is_file():
                 raise InputError(f"{what} {raw} is not a regular file")
@@ -221,7 +243,7 @@ def resolve_feeds(
         for f in files:
             if not os.access(f, os.R_OK):
                 raise InputError(f"cannot read {what} file {f}: permission denied")
-            out.append(FileSource(f))
+            out.append(_source_for(f))
     seen: dict[str, Path] = {}
     for src in out if unique_desks else ():
         if src.desk in seen:
@@ -231,3 +253,24 @@ def resolve_feeds(
             )
         seen[src.desk] = src.path
     return out
+
+
+def _frames() -> Any:
+    """:mod:`surv_kernel.frames.sources`, imported only for a columnar feed
+    (pyarrow is an optional extra: say how to get it)."""
+    try:
+        from ..frames import sources
+    except ImportError as exc:
+        raise InputError(
+            f"Parquet and CSV feeds need pyarrow ({exc}): pip install 'surv_kernel[arrow]'"
+        ) from None
+    return sources
+
+
+def _source_for(path: Path) -> Any:
+    suffix = path.suffix.lower()
+    if path.is_dir() or suffix == ".parquet":
+        return _frames().ParquetSource(path)
+    if suffix == ".csv":
+        return _frames().CsvSource(path)
+    return FileSource(path)
