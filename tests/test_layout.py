@@ -38,7 +38,6 @@ MAX_CODE_LINES = 800
 OVERSIZE = {
     "ingest.py": 1500,
     "stream.py": 1520,
-    "feedscan.py": 970,
     "observability.py": 820,
 }
 

@@ -75,7 +75,7 @@ Duplicates: the first *accepted* record with an id is kept, later ones are
 quarantined, in feed order, across chunks and desks of one run (the
 ``Dictionaries``). A record quarantined for another reason does not reserve
 its id. Ids are compared by a 64-bit hash of their UTF-8 bytes
-(``feedscan._hash_span``: deterministic, so every process and every chunking
+(``kernels.hashing.hash_span``: deterministic, so every process and every chunking
 agree) kept in an open-addressing table (:class:`TradeIdSet`): 8 bytes per
 slot at a load of at most 1/2, i.e. 16-32 MB per 1M ids, against ~100 MB for
 a Python set of str. Two different ids collide with probability about
@@ -430,7 +430,7 @@ def _pow2_at_least(n: int) -> int:
 
 class _StringTable:
     """Byte strings -> local codes for one ingest call (a native hash table,
-    see ``feedscan._intern_one``), plus the local -> run code mapping into a
+    see ``kernels.hashing.intern_one``), plus the local -> run code mapping into a
     :class:`Dictionary`."""
 
     __slots__ = (
