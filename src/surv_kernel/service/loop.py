@@ -324,6 +324,9 @@ class Service:
         self._frontier: int | None = None  # the merge frontier (None: no backlog)
         self.stream, cursors, position, published = self._restore(detection, baselines)
         self._cursors = cursors
+        # heartbeats resume from the restored watermark (a quiet market after
+        # a restart still closes its episodes)
+        self._last_data_max_ts = self.stream.watermark_ns
         self._published = {p.alert_id: p for p in published}
         for e in sink.recover(position):
             self._note(e)
@@ -598,6 +601,8 @@ class Service:
         if status == "RUNNING":
             status = "DEGRADED" if degraded else "OK"
         lat = m.value("surv_service_alert_latency_seconds")
+        cycle = m.value("surv_service_cycle_seconds")
+        ckpt = m.value("surv_service_checkpoint_seconds")
         health = {
             "status": status,
             "silent_desks": degraded,
@@ -609,6 +614,12 @@ class Service:
             "events": {labels["status"]: v for labels, v in m.series("surv_service_events_total")},
             "alert_latency_p50_s": lat["p50"],
             "alert_latency_p95_s": lat["p95"],
+            "cycle_p95_s": cycle["p95"],
+            "cycle_max_s": cycle["max"],
+            "checkpoint_p95_s": ckpt["p95"],
+            "checkpoint_max_s": ckpt["max"],
+            "held_rows": 0 if self._held is None else len(self._held),
+            "stream_rows_held": self.stream.stats()["rows_held"],
             "desks": desks,
         }
         with self._lock:

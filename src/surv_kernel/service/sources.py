@@ -150,6 +150,7 @@ class TailSource:
     def poll(self, max_bytes: int) -> Chunk | None:
         """The complete lines appended since the cursor (at most about
         ``max_bytes``, always whole lines), or None when there are none."""
+        self.more = False
         if self._fd is None and not self._open():
             return None
         assert self._fd is not None
