@@ -179,7 +179,8 @@ def main() -> int:
           f"{health['alert_latency_p95_s']} s (histogram buckets); events {health['events']}; "
           f"bytes unread at end {sum(d['bytes_behind'] for d in health['desks'].values())}")  # fmt: skip
     print(f"service: cycle p95 {health['cycle_p95_s']} s max {health['cycle_max_s']} s; "
-          f"checkpoint p95 {health['checkpoint_p95_s']} s max {health['checkpoint_max_s']} s; "
+          f"checkpoint p95 {health['checkpoint_p95_s']} s max {health['checkpoint_max_s']} s "
+          f"(loop paused at most {health['checkpoint_pause_max_s']} s); "
           f"stream rows held {health['stream_rows_held']:,}")  # fmt: skip
     print(f"service peak RSS {int(rss.group(1)) / 1024:.0f} MB; SIGTERM exit {code}")
     if args.keep:
