@@ -385,7 +385,7 @@ def test_a_damaged_state_file_is_one_line_and_exit_5(day, tmp_path):
     assert "damaged" in lines[-1] and "SHA-256" in lines[-1]
 
 
-# -- RUNBOOK.md section 8, run against a real process -------------------------------------
+# -- RUNBOOK.md section 9, run against a real process -------------------------------------
 
 _SERVE_BLOCK = re.compile(r"^```sh serve-tested\n(.*?)^```", re.S | re.M)
 
