@@ -267,8 +267,9 @@ _BLOCK_ROWS = 200_000
 #: The id arena is compacted when it holds more than 1.25x the held rows'
 #: ids plus this many (each compaction copies the live ids: amortised O(1)).
 _ID_MARGIN = 16_384
-#: Payload format of a checkpoint (1: unsealed, no duplicate set; refused).
-_CHECKPOINT_VERSION = 2
+#: Payload format of a checkpoint (1: unsealed, no duplicate set; refused;
+#: 2: trade ids as a list of strings).
+_CHECKPOINT_VERSION = 3
 _CHECKPOINT_KIND = "surv_kernel.stream"
 #: Default bound on the duplicate-set hashes a checkpoint carries (8 bytes
 #: each); see "Duplicate trade ids across a restore" in the module docstring.
@@ -402,7 +403,8 @@ class _Checkpoint(msgspec.Struct, frozen=True):
     rows_ts: bytes  # <i8
     rows_usd: bytes  # <f8
     rows_desk: bytes  # <i4 into desks
-    rows_trade_id: list[str]
+    rows_trade_id_utf8: bytes  # the held rows' trade ids, UTF-8, concatenated
+    rows_trade_id_len: bytes  # <i4: their byte lengths
     open_episodes: list[_OpenEpisode]
     warm_last_kept: bytes  # <i8 per group
     warm_samples: list[list[float]]  # per group
@@ -480,6 +482,11 @@ class _IdArena:
             parts = [v.encode("utf-8", "surrogatepass") for v in values]
             data = b"".join(parts)
             lens = np.fromiter(map(len, parts), np.int64, k)
+        return self.append_utf8(np.frombuffer(data, np.uint8), lens)
+
+    def append_utf8(self, data: np.ndarray, lens: np.ndarray) -> np.ndarray:
+        """Store ids given as their concatenated UTF-8 bytes and byte lengths."""
+        k = len(lens)
         n, end = self.n, int(self.off[self.n])
         if end + len(data) > np.iinfo(np.int32).max:
             raise OverflowError("more than 2 GiB of trade ids held at once")
@@ -491,11 +498,24 @@ class _IdArena:
             grown = np.zeros(max(n + k + 1, len(self.off) + len(self.off) // 2), np.int32)
             grown[: n + 1] = self.off[: n + 1]
             self.off = grown
-        self.buf[end : end + len(data)] = np.frombuffer(data, np.uint8)
+        self.buf[end : end + len(data)] = data
         np.cumsum(lens, out=self.off[n + 1 : n + k + 1], dtype=np.int32)
         self.off[n + 1 : n + k + 1] += end
         self.n = n + k
         return np.arange(n, n + k, dtype=np.int32)
+
+    def utf8(self, rids: np.ndarray) -> tuple[bytes, np.ndarray]:
+        """The ids ``rids`` as concatenated UTF-8 bytes and their lengths
+        (a checkpoint: no Python string per id, ~10x faster than get); the
+        gather runs in slices, its index array is 8 bytes per byte."""
+        lo = self.off[rids].astype(np.int64)
+        hi = self.off[rids + 1].astype(np.int64)
+        step = 1 << 16
+        parts = [
+            self.buf[_concat_ranges(lo[a : a + step], hi[a : a + step])].tobytes()
+            for a in range(0, len(rids), step)
+        ]
+        return b"".join(parts), hi - lo
 
     def get(self, rids: np.ndarray) -> list[str]:
         buf, off = self.buf, self.off
@@ -1674,6 +1694,11 @@ class SurveillanceStream:
         if max_trade_ids < 0:
             raise ValueError(f"max_trade_ids must be >= 0, got {max_trade_ids}")
         hashes, complete = self._id_hashes(parts, int(max_trade_ids))
+        ids_utf8, ids_len = (
+            self._ids.utf8(np.concatenate([ch.rid for ch in parts]))
+            if parts
+            else (b"", np.empty(0, np.int64))
+        )
         warm_desk = np.zeros((G, n_desk), np.int64)
         k = min(n_desk, self._warm_desk.shape[1])
         warm_desk[:, :k] = self._warm_desk[:G, :k]
@@ -1709,7 +1734,8 @@ class SurveillanceStream:
             rows_ts=rows("ts", "<i8"),
             rows_usd=rows("usd", "<f8"),
             rows_desk=rows("desk", "<i4"),
-            rows_trade_id=self._ids.get(np.concatenate([ch.rid for ch in parts])) if parts else [],
+            rows_trade_id_utf8=ids_utf8,
+            rows_trade_id_len=ids_len.astype("<i4").tobytes(),
             open_episodes=[
                 _OpenEpisode(eid, gid, alert) for eid, (gid, alert, _) in self._open.items()
             ],
@@ -1824,13 +1850,16 @@ class SurveillanceStream:
         gid = arr(ck.rows_group, "<i4")
         ts, usd = arr(ck.rows_ts, "<i8"), arr(ck.rows_usd, "<f8")
         desk = arr(ck.rows_desk, "<i4")
-        if not (len(gid) == len(ts) == len(usd) == len(desk) == len(ck.rows_trade_id)):
-            raise ValueError("checkpoint rows have columns of different lengths")
+        id_len = arr(ck.rows_trade_id_len, "<i4").astype(np.int64)
+        if not (len(gid) == len(ts) == len(usd) == len(desk) == len(id_len)) or (
+            int(id_len.sum()) != len(ck.rows_trade_id_utf8) or (id_len < 0).any()
+        ):
+            raise SealError("checkpoint rows have columns of different lengths")
         if len(gid) and (gid.min() < 0 or gid.max() >= G or np.any(np.diff(gid) < 0)):
             raise ValueError("checkpoint rows are not in group order")
         if len(desk):
             desk = desk_lut[desk]
-        rid = s._ids.append(np.array([*ck.rows_trade_id, None], object)[:-1])
+        rid = s._ids.append_utf8(np.frombuffer(ck.rows_trade_id_utf8, np.uint8), id_len)
         s._held_n[:G] = np.bincount(gid, minlength=G)[:G]
         chunk = gid // _CHUNK_GROUPS
         for c in np.unique(chunk).tolist():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 #: Written into --state once the endpoint listens: its URL (with
 #: --metrics-port 0, the port the system picked).
 ENDPOINT_FILE = "endpoint"
+#: Written into --state at start: the process id (for `kill -TERM`).
+PID_FILE = "serve.pid"
 
 
 def add_parser(sub: Any, common: Any, model: Any, pool: Any) -> None:
@@ -157,7 +160,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"cannot listen on 127.0.0.1:{args.metrics_port}: {exc.strerror or exc}; pick "
             "another --metrics-port (0: any free port)",
         ) from None
-    (state / ENDPOINT_FILE).write_text(server.url + "\n")  # type: ignore[attr-defined]
+    # renamed into place: a script waiting for the file never reads half of it
+    for name, text in ((PID_FILE, f"{os.getpid()}\n"), (ENDPOINT_FILE, f"{server.url}\n")):  # type: ignore[attr-defined]
+        (state / f"{name}.tmp").write_text(text)
+        os.replace(state / f"{name}.tmp", state / name)
     print(f"surv-kernel serve: /metrics and /health on {server.url}", file=sys.stderr, flush=True)  # type: ignore[attr-defined]
 
     stop = threading.Event()

@@ -11,12 +11,21 @@ publishes. Each cycle:
    dictionaries (ingest checks values and duplicate trade ids), the desks'
    trades are concatenated and stably sorted by timestamp, and pushed as one
    batch. Desks read in the same cycle therefore interleave by event time
-   instead of one desk's chunk making the others "late". Across cycles the
-   stream's lateness allowance (``--lateness``, default 60 s) absorbs
-   disorder: a desk may run that far behind the newest trade of any desk and
-   still be on time. A desk further behind (a stalled upstream catching up)
-   gets ``late_trade`` quarantines, counted per desk in the metrics and the
-   health report, never dropped silently;
+   instead of one desk's chunk making the others "late". With a backlog (a
+   restart after downtime: files longer than one read), reads of different
+   desks cover different spans of event time, so the merge is aligned: the
+   *merge frontier* is the smallest newest-timestamp read among the desks
+   whose read stopped at ``max_read`` (they have more data already written);
+   only trades up to the frontier are pushed, the rest wait in the *held*
+   rows (saved in the checkpoint: their ids are already in the duplicate
+   set, so they cannot be read again), and a desk already past the frontier
+   is not read until the others catch up (so the held rows stay within about
+   one read per desk). Caught-up (live) desks do not hold the frontier back.
+   Across cycles the stream's lateness allowance (``--lateness``, default
+   60 s) absorbs disorder: a desk may run that far behind the newest trade of
+   any desk and still be on time. A desk further behind (a stalled upstream
+   catching up) gets ``late_trade`` quarantines, counted per desk in the
+   metrics and the health report, never dropped silently;
 3. **heartbeat**: when no desk had new data for ``heartbeat_after`` seconds,
    the event clock is advanced with :meth:`~SurveillanceStream.advance_to`:
    the newest trade's timestamp plus the wall time elapsed since it was read
@@ -51,6 +60,13 @@ checkpoint's revisions:
   while its trades arrive in time order); otherwise published with the next
   revision.
 
+Terminal alerts are forgotten at the next checkpoint once this process's
+stream produced their terminal event (a stream restored from that checkpoint
+has closed them too); one known only from the sink stays, in memory and in
+the checkpoints, until the replay reaches it. Without a checkpoint (first
+start, or a state directory moved aside) ``recover(None)`` reads the whole
+sink, so even a fresh state publishes nothing twice.
+
 Why not replay identically: the stream's ``open``/``update`` events depend on
 how trades were split into pushes, and that depends on timing; the closed
 alert does not (it equals batch detection). So the guarantee is stated on
@@ -76,7 +92,7 @@ import msgspec
 import numpy as np
 
 from .. import dtypes
-from ..batch import TradeBatch
+from ..batch import Dictionaries, TradeBatch
 from ..errors import InputError, OutputError
 from ..ingest import FeedError, decode_feed
 from ..model import Baselines, DetectionConfig
@@ -95,6 +111,7 @@ _STATE_KIND = "surv_kernel.service"
 _STATE_FORMAT = 1
 STATE_FILE = "checkpoint"
 _TERMINAL = ("closed", "withdrawn")
+_TS_MIN = -(2**63)
 
 #: Trade -> alert latency (seconds): the service's SLA is seconds, not the
 #: batch pipeline's minutes, so the buckets are fine below 5 s.
@@ -105,7 +122,11 @@ SERVICE_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5
 # is the one list of known families; the service adds its own to it).
 METRICS.update(
     {
-        "surv_service_trades_total": ("counter", ("desk",), "Trades pushed into the stream."),
+        "surv_service_trades_total": (
+            "counter",
+            ("desk",),
+            "Trades read and accepted by ingest (pushed, or held to the merge frontier).",
+        ),
         "surv_service_lines_total": ("counter", ("desk",), "NDJSON lines read from desk files."),
         "surv_service_bytes_total": ("counter", ("desk",), "Bytes of complete lines read."),
         "surv_service_quarantined_total": (
@@ -157,7 +178,13 @@ METRICS.update(
         "surv_service_checkpoint_seconds": (
             "histogram",
             (),
-            "Wall time of one checkpoint (sink commit and state file).",
+            "Wall time of one checkpoint: sink commit, snapshot, state file written and synced.",
+        ),
+        "surv_service_checkpoint_pause_seconds": (
+            "histogram",
+            (),
+            "The part of a checkpoint the loop waits for (sink commit and snapshot); the state "
+            "file is written from a background thread.",
         ),
         "surv_service_last_checkpoint_timestamp_seconds": (
             "gauge",
@@ -187,14 +214,67 @@ class _Published(msgspec.Struct, frozen=True, array_like=True):
     end_ns: int
     peak_ns: int
     peak_sum: float
+    #: the stream of this state produced the event (False: only read back
+    #: from the sink; a terminal one is kept until the replay reaches it)
+    confirmed: bool
+
+
+class _Held(msgspec.Struct, frozen=True):
+    """Rows read (their cursors passed, their ids in the duplicate set) but
+    not pushed yet: past the merge frontier. Names, not codes."""
+
+    timestamp_ns: bytes  # <i8
+    notional_usd: bytes  # <f8
+    notional: bytes  # <f8
+    surveillance_required: bytes  # |b1
+    trader: list[str]
+    asset_class: list[str]
+    currency: list[str]
+    desk: list[str]
+    trade_id: list[str]
 
 
 class _State(msgspec.Struct, frozen=True):
     stream: bytes  # a sealed SurveillanceStream checkpoint
     sources: list[_SourceState]
     sink_position: int | None
-    published: list[_Published]  # alerts not terminal at the checkpoint
+    published: list[_Published]  # alerts not terminal, or terminal and not yet replayed
     written_at: float
+    held: _Held
+    frontier_ns: int | None
+
+
+def _held_state(b: TradeBatch) -> _Held:
+    d = b.dictionaries
+    return _Held(
+        b.timestamp_ns.astype("<i8").tobytes(),
+        b.notional_usd.astype("<f8").tobytes(),
+        b.notional.astype("<f8").tobytes(),
+        b.surveillance_required.astype("|b1").tobytes(),
+        d.trader.decode(b.trader),
+        d.asset_class.decode(b.asset_class),
+        d.currency.decode(b.currency),
+        d.desk.decode(b.desk),
+        b.trade_id.tolist(),
+    )
+
+
+def _held_batch(h: _Held, d: Dictionaries) -> TradeBatch:
+    def codes(names: list[str], dictionary: Any) -> np.ndarray:
+        return np.array([dictionary.code(x) for x in names], dtypes.CODE)
+
+    return TradeBatch(
+        timestamp_ns=np.frombuffer(h.timestamp_ns, "<i8").astype(np.int64),
+        notional_usd=np.frombuffer(h.notional_usd, "<f8").astype(np.float64),
+        notional=np.frombuffer(h.notional, "<f8").astype(np.float64),
+        surveillance_required=np.frombuffer(h.surveillance_required, "|b1").astype(np.bool_),
+        trader=codes(h.trader, d.trader),
+        asset_class=codes(h.asset_class, d.asset_class),
+        currency=codes(h.currency, d.currency),
+        desk=codes(h.desk, d.desk),
+        trade_id=np.array([*h.trade_id, None], object)[:-1],
+        dictionaries=d,
+    )
 
 
 class ServiceConfig(msgspec.Struct, frozen=True):
@@ -246,8 +326,15 @@ class Service:
         self.status = "STARTING"
         self.health: dict[str, Any] = {"status": "STARTING", "desks": {}}
         self._lock = threading.Lock()
+        self._writer: threading.Thread | None = None
+        self._writer_error: OutputError | None = None
+        self._held: TradeBatch | None = None
+        self._frontier: int | None = None  # the merge frontier (None: no backlog)
         self.stream, cursors, position, published = self._restore(detection, baselines)
         self._cursors = cursors
+        # heartbeats resume from the restored watermark (a quiet market after
+        # a restart still closes its episodes)
+        self._last_data_max_ts = self.stream.watermark_ns
         self._published = {p.alert_id: p for p in published}
         for e in sink.recover(position):
             self._note(e)
@@ -291,6 +378,9 @@ class Service:
         if baselines is not None and stream.baselines != baselines:
             log.warning("--baselines differ from the checkpoint's; the checkpoint's are kept")
         cursors = {s.desk: Cursor(s.inode, s.offset, s.tail) for s in st.sources}
+        held = _held_batch(st.held, stream.dictionaries)
+        self._held = held if len(held) else None
+        self._frontier = st.frontier_ns
         log.info(
             "restored %s (written %.1f s ago): %d desks, %d open alerts",
             path,
@@ -322,6 +412,7 @@ class Service:
             int(a["end_ns"]),
             int(a["peak_ns"]),
             float(a["peak_window_sum_usd"]),
+            False,
         )
 
     def _publish(self, events: list[AlertEvent], now: float) -> list[ServiceEvent]:
@@ -334,6 +425,8 @@ class Service:
             skip = False
             if pub is not None and pub.status in _TERMINAL:
                 skip = True
+                if not pub.confirmed:  # the replay reached it: prunable now
+                    self._published[e.episode_id] = msgspec.structs.replace(pub, confirmed=True)
             elif e.status == "open":
                 skip = pub is not None
             elif e.status == "update" and pub is not None:
@@ -342,7 +435,7 @@ class Service:
                 m.counter("surv_service_events_skipped_total", status=e.status).inc()
                 continue
             rev = 0 if pub is None else pub.revision + 1
-            self._published[e.episode_id] = _Published(e.episode_id, rev, e.status, *key)
+            self._published[e.episode_id] = _Published(e.episode_id, rev, e.status, *key, True)
             out.append(ServiceEvent(e.episode_id, rev, e.status, now, a.to_dict()))
             m.counter("surv_service_events_total", status=e.status).inc()
         return out
@@ -357,7 +450,10 @@ class Service:
         m = self.metrics
         batches: list[TradeBatch] = []
         desks: list[str] = []
+        read_any = False
         for desk, src in self.sources.items():
+            if self._frontier is not None and self._newest_ts.get(desk, _TS_MIN) > self._frontier:
+                continue  # ahead of the merge frontier: let the other desks catch up
             chunk = src.poll(self.cfg.max_read_bytes)
             resets = src.rotations + src.truncations
             if resets:
@@ -367,6 +463,7 @@ class Service:
                 src.rotations = src.truncations = 0
             if chunk is None:
                 continue
+            read_any = True
             m.counter("surv_service_bytes_total", desk=desk).inc(len(chunk.data))
             m.counter("surv_service_lines_total", desk=desk).inc(chunk.data.count(b"\n"))
             self._last_data[desk] = self.clock()
@@ -381,14 +478,28 @@ class Service:
                 batches.append(batch)
                 desks.append(desk)
                 self._newest_ts[desk] = max(
-                    self._newest_ts.get(desk, -(2**63)), int(batch.timestamp_ns.max())
+                    self._newest_ts.get(desk, _TS_MIN), int(batch.timestamp_ns.max())
                 )
+        for b, desk in zip(batches, desks, strict=True):
+            m.counter("surv_service_trades_total", desk=desk).inc(len(b))
+        backlog = [self._newest_ts.get(k, _TS_MIN) for k, s in self.sources.items() if s.more]
+        self._frontier = min(backlog) if backlog else None
         now = self.clock()
         events: list[AlertEvent] = []
-        if batches:
-            merged = TradeBatch.concat(batches)
-            # event-time merge: the desks of this cycle interleave by timestamp
+        pending = ([self._held] if self._held is not None else []) + batches
+        merged = TradeBatch.concat(pending) if pending else None
+        if merged is not None and len(merged):
+            # event-time merge: held rows and this cycle's desks interleave by
+            # timestamp (stable: held rows first at a tie, as they were read first)
             merged = merged.take(np.argsort(merged.timestamp_ns, kind="stable"))
+            k = len(merged)
+            if self._frontier is not None:
+                k = int(np.searchsorted(merged.timestamp_ns, self._frontier, "right"))
+            self._held = merged.take(np.arange(k, len(merged))) if k < len(merged) else None
+            merged = merged.take(np.arange(k))
+        else:
+            self._held = None
+        if merged is not None and len(merged):
             update = self.stream.push(merged)
             events += update.events
             if update.quarantine.counts:  # late trades (and bad values), by desk
@@ -399,12 +510,12 @@ class Service:
                         m.counter("surv_service_quarantined_total", desk=desk, reason=reason).inc(
                             int(n)
                         )
-            for b, desk in zip(batches, desks, strict=True):
-                m.counter("surv_service_trades_total", desk=desk).inc(len(b))
             self._last_any_data = now
             self._last_data_max_ts = self.stream.watermark_ns
         elif (
-            self._last_data_max_ts is not None
+            not read_any
+            and self._held is None
+            and self._last_data_max_ts is not None
             and now - self._last_any_data >= self.cfg.heartbeat_after_s
         ):
             # heartbeat: event time moves on at wall speed from the last trade read
@@ -421,20 +532,43 @@ class Service:
                     lag = wrote - e.alert["end_ns"] / dtypes.NS_PER_SECOND
                     if 0.0 <= lag < 86_400.0:  # a replayed old day's lag means nothing
                         lat.observe(lag)
-        if batches:
+        if read_any:
             m.histogram("surv_service_cycle_seconds", buckets=LATENCY_BUCKETS).observe(
                 time.perf_counter() - t0
             )
-        return bool(batches)
+        return read_any or self._held is not None
 
     # -- checkpoint -------------------------------------------------------------------------
 
-    def checkpoint(self) -> None:
-        """Commit the sink, then write the state file atomically."""
+    def checkpoint(self, wait: bool = True) -> None:
+        """Commit the sink, snapshot the state, write the state file atomically.
+
+        ``wait=False`` (the loop's periodic checkpoints) writes the file from
+        a background thread: the snapshot costs the loop ~0.1 s per million
+        rows held, the write and its fsyncs (tens of MB) would cost it about
+        a second more. The file is still written after the sink commit that
+        the snapshot's position records, one write at a time (a checkpoint
+        due while the previous one is being written waits for the next
+        cycle); a crash mid-write leaves the previous file. ``wait=True``
+        (the final one, and tests) waits for any write in flight, then writes.
+        """
+        writer = self._writer
+        if writer is not None and writer.is_alive():
+            if not wait:
+                return
+            writer.join()
+        if self._writer_error is not None:
+            error, self._writer_error = self._writer_error, None
+            raise error
         t0 = time.perf_counter()
         position = self.sink.commit()
-        # alerts already terminal cannot be produced again by the restored stream
-        self._published = {k: p for k, p in self._published.items() if p.status not in _TERMINAL}
+        # A terminal alert this stream produced cannot be produced again by a
+        # stream restored from this checkpoint: forget it. One only read back
+        # from the sink (published by a run that died) is kept until the
+        # replay reaches it, or the replay would publish it a second time.
+        self._published = {
+            k: p for k, p in self._published.items() if p.status not in _TERMINAL or not p.confirmed
+        }
         st = _State(
             stream=self.stream.checkpoint(),
             sources=[
@@ -445,11 +579,33 @@ class Service:
             sink_position=position,
             published=list(self._published.values()),
             written_at=self.clock(),
+            held=_held_state(
+                self._held if self._held is not None else TradeBatch.empty(self.stream.dictionaries)
+            ),
+            frontier_ns=self._frontier,
         )
         data = seal(_STATE_KIND, _STATE_FORMAT, msgspec.msgpack.encode(st))
-        _atomic_write(self.state_dir / STATE_FILE, data)
         self._last_ckpt = self.clock()
-        self.metrics.gauge("surv_service_last_checkpoint_timestamp_seconds").set(self._last_ckpt)
+        self.metrics.histogram(
+            "surv_service_checkpoint_pause_seconds", buckets=LATENCY_BUCKETS
+        ).observe(time.perf_counter() - t0)
+        if wait:
+            self._write_state(data, t0)
+        else:
+            self._writer = threading.Thread(
+                target=self._write_state, args=(data, t0), name="surv-serve-checkpoint", daemon=True
+            )
+            self._writer.start()
+
+    def _write_state(self, data: bytes, t0: float) -> None:
+        try:
+            _atomic_write(self.state_dir / STATE_FILE, data)
+        except OutputError as exc:
+            if threading.current_thread() is not self._writer:
+                raise
+            self._writer_error = exc  # raised by the next checkpoint, in the loop
+            return
+        self.metrics.gauge("surv_service_last_checkpoint_timestamp_seconds").set(time.time())
         self.metrics.histogram("surv_service_checkpoint_seconds", buckets=LATENCY_BUCKETS).observe(
             time.perf_counter() - t0
         )
@@ -489,6 +645,9 @@ class Service:
         if status == "RUNNING":
             status = "DEGRADED" if degraded else "OK"
         lat = m.value("surv_service_alert_latency_seconds")
+        cycle = m.value("surv_service_cycle_seconds")
+        ckpt = m.value("surv_service_checkpoint_seconds")
+        pause = m.value("surv_service_checkpoint_pause_seconds")
         health = {
             "status": status,
             "silent_desks": degraded,
@@ -500,6 +659,13 @@ class Service:
             "events": {labels["status"]: v for labels, v in m.series("surv_service_events_total")},
             "alert_latency_p50_s": lat["p50"],
             "alert_latency_p95_s": lat["p95"],
+            "cycle_p95_s": cycle["p95"],
+            "cycle_max_s": cycle["max"],
+            "checkpoint_p95_s": ckpt["p95"],
+            "checkpoint_max_s": ckpt["max"],
+            "checkpoint_pause_max_s": pause["max"],
+            "held_rows": 0 if self._held is None else len(self._held),
+            "stream_rows_held": self.stream.stats()["rows_held"],
             "desks": desks,
         }
         with self._lock:
@@ -521,7 +687,7 @@ class Service:
                 had_data = self.step()
                 now = self.clock()
                 if now - self._last_ckpt >= self.cfg.checkpoint_every_s:
-                    self.checkpoint()
+                    self.checkpoint(wait=False)
                 if now - last_health >= 0.5 or not had_data:
                     self._refresh_health()
                     last_health = now

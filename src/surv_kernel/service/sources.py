@@ -89,6 +89,9 @@ class TailSource:
         self.rotations = 0
         self.truncations = 0
         self.torn_tails = 0
+        #: the last read stopped at max_bytes: the file holds more complete
+        #: data already (a backlog, as after a restart)
+        self.more = False
         self._resume = cursor
 
     # -- state ---------------------------------------------------------------------------
@@ -147,6 +150,7 @@ class TailSource:
     def poll(self, max_bytes: int) -> Chunk | None:
         """The complete lines appended since the cursor (at most about
         ``max_bytes``, always whole lines), or None when there are none."""
+        self.more = False
         if self._fd is None and not self._open():
             return None
         assert self._fd is not None
@@ -203,6 +207,7 @@ class TailSource:
         return got == self._tail and os.fstat(self._fd).st_size >= self._offset  # type: ignore[arg-type]
 
     def _read(self, max_bytes: int, size: int) -> Chunk | None:
+        self.more = False
         if size <= self._offset:
             return None
         want = min(size - self._offset, max(int(max_bytes), 1))
@@ -216,5 +221,6 @@ class TailSource:
                 return None  # a line still being written
         data = data[: cut + 1]
         self._offset += len(data)
+        self.more = want < size - (self._offset - len(data))
         self._tail = (self._tail + data)[-64:]
         return Chunk(self.desk, data, self.cursor)
