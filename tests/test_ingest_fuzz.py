@@ -117,8 +117,10 @@ def _out_of_range(
 ) -> tuple[bytes, str]:
     field = rng.choice(["notional", "timestamp"])
     t = dict(t)
-    t[field] = 12345.0
-    text = msgspec.json.encode(t).replace(b"12345.0", rng.choice([b"1e400", b"-2e999"]))
+    # a sentinel no other value can contain (a bare 12345.0 also matched inside
+    # a notional such as 112345.0 and made the record invalid JSON: bad_json)
+    t[field] = "@OUT_OF_RANGE@"
+    text = msgspec.json.encode(t).replace(b'"@OUT_OF_RANGE@"', rng.choice([b"1e400", b"-2e999"]))
     return text, "bad_notional" if field == "notional" else "bad_timestamp"
 
 
