@@ -334,14 +334,14 @@ def test_serve_metrics_endpoints():
 def test_metrics_port_env_starts_one_server_from_the_desk_pool(monkeypatch):
     from surv_kernel.legacy.desks import process_all_desks
 
-    monkeypatch.setattr(obs, "_env_server", None)
+    monkeypatch.setattr(obs.health, "_env_server", None)
     monkeypatch.setenv(obs.ENV_METRICS_PORT, "0")  # 0: any free port
     process_all_desks(["A"], analyze=lambda d: [], registry=MetricsRegistry())
-    server = obs._env_server
+    server = obs.health._env_server
     try:
         assert server
         process_all_desks(["B"], analyze=lambda d: [], registry=MetricsRegistry())
-        assert obs._env_server is server  # once per process
+        assert obs.health._env_server is server  # once per process
         with urllib.request.urlopen(server.url + "/metrics", timeout=5) as r:
             assert r.status == 200
     finally:
@@ -350,7 +350,7 @@ def test_metrics_port_env_starts_one_server_from_the_desk_pool(monkeypatch):
 
 
 def test_metrics_port_env_that_cannot_bind_is_logged_not_fatal(monkeypatch, caplog):
-    monkeypatch.setattr(obs, "_env_server", None)
+    monkeypatch.setattr(obs.health, "_env_server", None)
     monkeypatch.setenv(obs.ENV_METRICS_PORT, "not-a-port")
     with caplog.at_level(logging.ERROR, logger="surv_kernel"):
         assert obs.serve_metrics_from_env() is False
@@ -360,9 +360,9 @@ def test_metrics_port_env_that_cannot_bind_is_logged_not_fatal(monkeypatch, capl
 def test_module_cli_reads_a_saved_snapshot(tmp_path, capsys):
     path = tmp_path / "snap.json"
     path.write_text(json.dumps(_registry_with(1_800_000_000.0).snapshot()))
-    assert obs._main(["health", "--file", str(path)]) == 0
+    assert obs.health.main(["health", "--file", str(path)]) == 0
     assert "desk fx: DOWN" in capsys.readouterr().out
-    assert obs._main(["metrics", "--file", str(path), "--grep", "failures"]) == 0
+    assert obs.health.main(["metrics", "--file", str(path), "--grep", "failures"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out and all("failures" in line for line in out)
 
@@ -469,3 +469,28 @@ def test_runbook_command_works(index, live_pipeline, tmp_path):
         f"--- stderr\n{result.stderr}"
     )
     assert result.stdout.strip(), f"RUNBOOK block {index} printed nothing:\n{block}"
+
+
+def test_health_command_with_nothing_listening_is_one_line_not_a_traceback(tmp_path):
+    """Issue 13: with nothing listening the command printed a 40-line traceback."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = subprocess.run(
+        [sys.executable, "-m", "surv_kernel.observability", "health", "--url",
+         f"http://127.0.0.1:{port}"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 3 and "Traceback" not in r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert "cannot read metrics from" in line and "SURV_METRICS_PORT" in line
+    prom = tmp_path / "metrics.prom"
+    prom.write_text("# TYPE surv_alerts_emitted_total counter\nsurv_alerts_emitted_total 3\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "surv_kernel.observability", "health", "--file", str(prom)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 2 and "not a metrics snapshot" in r.stderr
+    assert "Traceback" not in r.stderr

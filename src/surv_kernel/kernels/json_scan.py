@@ -22,17 +22,12 @@ record to msgspec, which decides (and, if it is bad, says why). So a feed is
 parsed natively as far as possible and a bad record costs a slow path for that
 record only.
 
-Numbers are rounded exactly as ``float(text)`` would (correct rounding, ties to
-even): Clinger's fast path when the decimal mantissa fits in 53 bits and the
-power of ten is exact, otherwise the Eisel-Lemire algorithm (as in fast_float:
-a 128-bit truncated power of five, one or two 64x128-bit products, ties
-resolved explicitly). Eisel-Lemire is exact whenever the decimal significand
-has at most 19 digits; longer significands, subnormal results and overflow
-bail to msgspec instead.
+Numbers are rounded exactly as ``float(text)`` would, by
+:func:`~surv_kernel.kernels.json_number.decimal_to_double`; what it cannot
+round exactly bails to msgspec.
 
-Strings are hashed eight bytes at a step (see ``hashing.hash_span``). The hash is
-deterministic (unlike Python's salted ``hash``), so duplicate detection gives
-the same answer in every process and for every chunking.
+Strings are hashed and interned by :mod:`~surv_kernel.kernels.hashing` while
+their bytes are in cache.
 
 Performance notes (measured, 1M-trade feed): every function here is
 compiled with ``_nrt=False`` (none allocates) - with Numba's reference
