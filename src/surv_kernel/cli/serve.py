@@ -51,7 +51,36 @@ def add_parser(sub: Any, common: Any, model: Any, pool: Any) -> None:
         "restart after a crash resumes from the last checkpoint with no lost and no "
         "duplicate alert event (with --out).",
     )
-    p.add_argument("--feeds", required=True, metavar="DIR", help="directory of DESK.ndjson files")
+    p.add_argument("--feeds", metavar="DIR", help="directory of DESK.ndjson files")
+    p.add_argument(
+        "--poll-desks",
+        metavar="DESK,...",
+        help="instead of --feeds: call the desk feed (--poll-call) for these desks every "
+        "--interval seconds, with retries and a deadline, spooling new records to "
+        "STATE/polled/DESK.ndjson, which the service tails",
+    )
+    p.add_argument(
+        "--poll-call",
+        default="trade_surveillance_pipeline:_api_call",
+        metavar="MODULE:FUNC",
+        help="the desk feed call for --poll-desks: FUNC(desk_id) returns the desk's feed as a "
+        "JSON array (default %(default)s, the received desk API)",
+    )
+    p.add_argument(
+        "--interval",
+        type=positive_float,
+        default=5.0,
+        metavar="S",
+        help="--poll-desks: seconds between polls of each desk (default 5)",
+    )
+    p.add_argument(
+        "--poll-deadline",
+        type=positive_float,
+        default=30.0,
+        metavar="S",
+        help="--poll-desks: one desk call (with its retries) gives up after S seconds "
+        "(default 30); the desk then gets no new lines and goes SILENT after --silence-after",
+    )
     p.add_argument(
         "--state", required=True, metavar="DIR", help="checkpoints go here (created if missing)"
     )
@@ -130,8 +159,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     detection = config_from_args(args)
     baselines = load_baselines(args.baselines, detection) if args.baselines else None
+    if (args.feeds is None) == (args.poll_desks is None):
+        raise CliError(
+            EXIT_USAGE,
+            "give --feeds DIR (desk files to tail) or --poll-desks DESK,... (desk feeds to "
+            "call), one of the two",
+        )
+    poller = None
+    feeds = args.feeds
+    if args.poll_desks is not None:
+        from ..service.poll import DeskPoller, load_call
+
+        desks = [d.strip() for d in args.poll_desks.split(",") if d.strip()]
+        if not desks or any(not d.replace("_", "").replace("-", "").isalnum() for d in desks):
+            raise CliError(
+                EXIT_USAGE, f"--poll-desks {args.poll_desks!r}: desk ids, comma-separated"
+            )
+        feeds = str(Path(args.state) / "polled")
+        poller = DeskPoller(
+            desks, load_call(args.poll_call), Path(feeds), interval_s=args.interval,
+            deadline_s=args.poll_deadline,
+            registry=metrics,
+        )  # fmt: skip
     cfg = ServiceConfig(
-        feeds=args.feeds,
+        feeds=feeds,
         state=args.state,
         lateness_s=args.lateness,
         checkpoint_every_s=args.checkpoint_every,
@@ -184,9 +235,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         service = Service(cfg, sink, detection, baselines, metrics=metrics)
         holder["service"] = service
+        if poller is not None:
+            poller.start()
         try:
             service.run(stop)
         finally:
+            if poller is not None:
+                poller.stop()
             service.close()
     finally:
         for s, h in old.items():

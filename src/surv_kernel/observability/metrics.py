@@ -128,6 +128,11 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
         ("desk", "reason"),
         "Feed records set aside (not analysed) by reason.",
     ),
+    "surv_service_polls_total": (
+        "counter",
+        ("desk", "outcome"),
+        "serve --poll-desks: desk feed calls by outcome (ok, failed).",
+    ),
     "surv_records_seen_total": (
         "counter",
         ("desk",),
