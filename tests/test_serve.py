@@ -141,11 +141,23 @@ class Serve:
         endpoint = self.state / "endpoint"
         if endpoint.exists():
             endpoint.unlink()
-        cmd = [
-            sys.executable,
-            "-m",
-            "surv_kernel",
-            "serve",
+        cmd = [sys.executable, "-m", "surv_kernel", "serve", *self.args()]
+        self.stderr = open(self.tmp / "stderr.txt", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=self.stderr, env=self.env()
+        )
+        deadline = time.monotonic() + 60
+        while not endpoint.exists():
+            assert self.proc.poll() is None, (self.tmp / "stderr.txt").read_text()
+            assert time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.05)
+        self.url = endpoint.read_text().strip()
+
+    def env(self) -> dict[str, str] | None:
+        return None
+
+    def args(self) -> list[str]:
+        return [
             "--feeds",
             str(self.feeds),
             "--state",
@@ -162,14 +174,6 @@ class Serve:
             "0.3",
             *self.extra,
         ]
-        self.stderr = open(self.tmp / "stderr.txt", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.stderr)
-        deadline = time.monotonic() + 60
-        while not endpoint.exists():
-            assert self.proc.poll() is None, (self.tmp / "stderr.txt").read_text()
-            assert time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.05)
-        self.url = endpoint.read_text().strip()
 
     def kill(self, sig: int = signal.SIGKILL) -> int:
         assert self.proc is not None

@@ -22,7 +22,7 @@ import pytest
 
 from surv_kernel.observability import MetricsRegistry
 from surv_kernel.service.poll import DeskPoller, load_call
-from test_serve import LATENESS_S, Day, all_closed, check_events
+from test_serve import Day, Serve, all_closed, check_events
 
 FEED_MODULE = """
 import json, os
@@ -41,14 +41,14 @@ def day(tmp_path_factory):
     return Day(tmp_path_factory.mktemp("day"))
 
 
-class Polled:
+class Polled(Serve):
+    """A serve process polling the desks' feed module instead of tailing files."""
+
     def __init__(self, tmp: Path, day: Day) -> None:
-        self.tmp, self.day = tmp, day
+        super().__init__(tmp, day)
         self.desk_feeds = tmp / "desk_feeds"
         self.desk_feeds.mkdir()
         (tmp / "deskfeed.py").write_text(FEED_MODULE)
-        self.state = tmp / "state"
-        self.out = tmp / "events.jsonl"
         self.so_far: dict[str, list[dict]] = defaultdict(list)
 
     def publish(self, part: dict[str, list[bytes]]) -> None:
@@ -59,48 +59,21 @@ class Polled:
             tmp.write_text(json.dumps(self.so_far[desk]))
             os.replace(tmp, self.desk_feeds / f"{desk}.json")
 
-    def start(self) -> None:
+    def env(self) -> dict[str, str]:
         env = dict(os.environ, DESK_FEEDS=str(self.desk_feeds))
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(self.tmp), env.get("PYTHONPATH", "")) if p
         )
-        endpoint = self.state / "endpoint"
-        if endpoint.exists():
-            endpoint.unlink()
-        cmd = [
-            sys.executable, "-m", "surv_kernel", "serve",
+        return env
+
+    def args(self) -> list[str]:
+        args = super().args()
+        at = args.index("--feeds")
+        del args[at : at + 2]
+        return [
             "--poll-desks", ",".join(self.day.desks), "--poll-call", "deskfeed:call",
-            "--interval", "0.2", "--state", str(self.state), "--out", str(self.out),
-            "--baselines", str(self.day.baselines_path), "--metrics-port", "0",
-            "--lateness", str(LATENESS_S), "--checkpoint-every", "0.3",
+            "--interval", "0.2", *args,
         ]  # fmt: skip
-        self.stderr = open(self.tmp / "stderr.txt", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.stderr, env=env)
-        deadline = time.monotonic() + 60
-        while not endpoint.exists():
-            assert self.proc.poll() is None, (self.tmp / "stderr.txt").read_text()
-            assert time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.05)
-
-    def kill(self, sig: int = signal.SIGKILL) -> int:
-        self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=30)
-        self.stderr.close()
-        return code
-
-    def events(self) -> list[dict]:
-        if not self.out.exists():
-            return []
-        data = self.out.read_bytes()
-        return [json.loads(line) for line in data[: data.rfind(b"\n") + 1].splitlines()]
-
-    def wait_for(self, predicate, timeout: float = 90.0) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        while not predicate(ev := self.events()):
-            assert self.proc.poll() is None, (self.tmp / "stderr.txt").read_text()
-            assert time.monotonic() < deadline, "timed out"
-            time.sleep(0.1)
-        return ev
 
 
 def test_polled_desks_publish_the_days_alerts_once_across_a_kill(day, tmp_path):
@@ -115,7 +88,7 @@ def test_polled_desks_publish_the_days_alerts_once_across_a_kill(day, tmp_path):
             assert svc.kill() == -signal.SIGKILL
             svc.start()
     svc.publish(day.eod)
-    events = svc.wait_for(all_closed(len(day.alerts)))
+    events = svc.wait_for(all_closed(len(day.alerts)), timeout=90)
     assert svc.kill(signal.SIGTERM) == 0
     closed = check_events(events)
     assert closed == day.alerts

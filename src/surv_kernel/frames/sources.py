@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from ..batch import Dictionaries, TradeBatch
 from ..ingest import Quarantine, decode_feed, iter_feed
+from ..pipeline.sources import FileSource
 from .arrow import iter_arrow
 from .readers import iter_csv, iter_parquet, parquet_files, to_arrow
 
@@ -70,36 +71,14 @@ class ParquetSource:
         return f"ParquetSource({str(self.path)!r}, desk={self.desk!r})"
 
 
-class CsvSource:
-    """A CSV file with a header row, read ``chunk_size`` bytes at a time."""
+class CsvSource(FileSource):
+    """A CSV file with a header row, read ``chunk_size`` bytes at a time (at
+    least 64 KiB: pyarrow's block)."""
 
-    def __init__(self, path: str | os.PathLike[str], desk: str | None = None) -> None:
-        self.path = Path(path)
-        self.desk = self.path.stem if desk is None else str(desk)
-        try:
-            self.size: int | None = self.path.stat().st_size
-        except OSError:
-            self.size = None
-
-    @property
-    def where(self) -> str:
-        return str(self.path)
-
-    def batches(
-        self, dictionaries: Dictionaries, *, chunk_size: int, progress: Any = None
-    ) -> Chunks:
-        with open(self.path, "rb") as f:
-            for batch, q in iter_csv(
-                f, desk=self.desk, dictionaries=dictionaries, block_size=max(chunk_size, 1 << 16)
-            ):
-                if progress is not None:
-                    progress.update(self.desk, f.tell(), len(batch))
-                yield batch, q
-        if progress is not None:
-            progress.update(self.desk, self.size or 0, 0, done=True)
-
-    def __repr__(self) -> str:
-        return f"CsvSource({str(self.path)!r}, desk={self.desk!r})"
+    def read_chunks(self, f: Any, dictionaries: Dictionaries, chunk_size: int) -> Any:
+        return iter_csv(
+            f, desk=self.desk, dictionaries=dictionaries, block_size=max(chunk_size, 1 << 16)
+        )
 
 
 class FrameSource:

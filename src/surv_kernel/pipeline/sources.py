@@ -93,15 +93,19 @@ class FileSource:
         self, dictionaries: Dictionaries, *, chunk_size: int, progress: Progress | None = None
     ) -> Chunks:
         with open(self.path, "rb") as f:
-            for batch, q in iter_feed(f, chunk_size, desk=self.desk, dictionaries=dictionaries):
+            for batch, q in self.read_chunks(f, dictionaries, chunk_size):
                 if progress is not None:
                     progress.update(self.desk, f.tell(), len(batch))
                 yield batch, q
         if progress is not None:
             progress.update(self.desk, self.size or 0, 0, done=True)
 
+    def read_chunks(self, f: Any, dictionaries: Dictionaries, chunk_size: int) -> Chunks:
+        """The file's chunks (the format's reader; a CSV source has its own)."""
+        return iter_feed(f, chunk_size, desk=self.desk, dictionaries=dictionaries)
+
     def __repr__(self) -> str:
-        return f"FileSource({str(self.path)!r}, desk={self.desk!r})"
+        return f"{type(self).__name__}({str(self.path)!r}, desk={self.desk!r})"
 
 
 class BytesSource:
