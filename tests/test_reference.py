@@ -174,3 +174,28 @@ def test_reference_check_command(ref_dir, tmp_path):
         [sys.executable, "-m", "surv_kernel", "--help"], capture_output=True, text=True, check=False
     )
     assert "reference" in run.stdout
+
+
+def test_every_run_records_the_reference_it_used(ref_dir):
+    """summary.json (and so the store's run record) names the tables in force."""
+    import json
+
+    from surv_kernel.pipeline import BytesSource, run, summary_dict
+
+    feed = json.dumps(
+        [
+            {"trade_id": f"T{i}", "trader_id": "A", "timestamp": 1_710_400_000.0 + i,
+             "notional": 1e5, "currency": "EUR", "asset_class": "equity",
+             "surveillance_required": True}
+            for i in range(5)
+        ]
+    )  # fmt: skip
+    s = summary_dict(run([BytesSource("EQ", feed)]))
+    assert s["config"]["reference"] == {"version": EMBEDDED.version, "source": EMBEDDED.source}
+    try:
+        ref = use_reference(ref_dir)
+        s = summary_dict(run([BytesSource("EQ", feed)]))
+        assert s["config"]["reference"]["version"] == ref.version
+        assert s["config"]["reference"]["version"].startswith("sha256:")
+    finally:
+        use_reference(None)

@@ -371,6 +371,7 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
     lines.append(
         f"config       window {cfg['window_minutes']:g} min, floor x {cfg['threshold_multiplier']:g}, "
         f"policy {cfg['policy']}, baselines {cfg['baselines']}"
+        + (f", reference {cfg['reference']['version']}" if cfg.get("reference") else "")
     )
     ev = s.get("evaluation")
     if ev:

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from ..reference import active_reference
 from .engines import one_line
 from .run import RunResult, trade_to_alert_lag
 
@@ -26,6 +27,7 @@ def summary_dict(result: RunResult, *, extra: dict[str, Any] | None = None) -> d
     where; ``extra`` adds keys (the demo's evaluation against its labels)."""
     det = result.detection
     counts = result.quarantine_counts
+    reference = active_reference()
     live_lag = trade_to_alert_lag(result, time.time())
     written = result.alerts_written_at
     out: dict[str, Any] = {
@@ -55,6 +57,8 @@ def summary_dict(result: RunResult, *, extra: dict[str, Any] | None = None) -> d
             "threshold_multiplier": result.config.threshold_multiplier,
             "policy": result.config.policy,
             "baselines": result.baselines_path or "from the day itself",
+            # the FX rates and floors every trade of the run was converted and judged with
+            "reference": {"version": reference.version, "source": reference.source},
         },
         "stages_s": dict(result.stages),
         "lag_s": (written - result.t_start) if written is not None else None,

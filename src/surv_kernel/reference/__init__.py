@@ -12,7 +12,8 @@ books, floors with effective dates) come from a directory of CSV files
 given as ``--reference PATH`` to every subcommand or ``SURV_REFERENCE=PATH``
 to the library (:func:`active_reference`). A trade converts at its own
 trading date's rate; a currency or date without a rate is quarantined with
-the reason, never converted at 1.0; every alert names the reference version.
+the reason, never converted at 1.0; every run records the reference version
+(``config.reference`` in ``summary.json``, the store's run record).
 """
 
 from __future__ import annotations

@@ -101,7 +101,8 @@ class ReferenceData:
     """FX rates by date and floors by period, and their identity.
 
     ``version`` names the tables (``embedded-1`` for the package's defaults, a
-    content hash for files): every alert records the version it was made with.
+    content hash for files): every run records the version it was made with
+    (``summary.json`` and the alert store's run record).
     """
 
     version: str
