@@ -15,10 +15,11 @@ import pytest
 from surv_kernel.batch import Dictionaries, TradeBatch
 from surv_kernel.cli.demo import slug as _slug
 from surv_kernel.evaluation.scenario import generate_day
+from surv_kernel.ingest import TradeIdSet
 from surv_kernel.model import calibrate
 from surv_kernel.model.config import resolve_config
-from surv_kernel.pipeline import FileSource, LocalEngine, run
-from surv_kernel.pipeline.bounded import BoundedEngine, IdArena, encode_ids
+from surv_kernel.pipeline import BytesSource, FileSource, LocalEngine, run
+from surv_kernel.pipeline.bounded import BoundedEngine, IdArena, RepeatedIdSet, encode_ids
 from surv_kernel.pipeline.sources import Progress
 from test_cli import cli
 
@@ -118,6 +119,38 @@ def test_bounded_equals_with_quarantine_duplicates_and_a_cut_feed(with_baselines
     _same(want, got)
     for d in got.desks:  # conservation, per desk
         assert d.seen == d.analysed + sum(d.quarantined.values())
+
+
+@pytest.mark.parametrize("dedup", ["disk", "memory"])
+def test_duplicate_verdicts_with_only_the_repeated_ids_in_memory(dedup, tmp_path):
+    feeds = _dirty(_feeds(0))
+    sources = _write(tmp_path, feeds)
+    want = run(sources, engine=LocalEngine(max_workers=1))
+    got = run(sources, engine=BoundedEngine(rows_per_slice=1000, dedup=dedup))
+    _same(want, got)
+    held = len(got.batch.dictionaries.trade_ids)
+    if dedup == "disk":  # the two repeated ids (one in a desk, one across desks) only
+        assert held == 2
+    else:
+        assert held == got.totals.n
+    # sources that cannot be read twice keep ingest's set of every id
+    in_memory = [BytesSource(s.desk, s.path.read_bytes()) for s in sources]
+    got = run(in_memory, engine=BoundedEngine(rows_per_slice=1000, dedup=dedup))
+    _same(want, got)
+    assert len(got.batch.dictionaries.trade_ids) == got.totals.n
+
+
+def test_repeated_id_set_marks_what_the_full_set_marks():
+    rng = np.random.default_rng(5)
+    pool = np.concatenate([rng.integers(2, 2**63, 300, dtype=np.uint64), [0, 1]]).astype(np.uint64)
+    hashes = rng.choice(pool, 1000)  # many repeats, and 0 and 1 (one id to ingest's table)
+    candidate = rng.random(1000) < 0.8
+    uniq, counts = np.unique(np.where(hashes == 0, 1, hashes), return_counts=True)
+    full, filtered = TradeIdSet(), RepeatedIdSet(uniq[counts > 1])
+    for lo in range(0, 1000, 97):  # chunk by chunk, as ingest calls it
+        h, c = hashes[lo : lo + 97], candidate[lo : lo + 97]
+        assert np.array_equal(full.mark_duplicates(h, c), filtered.mark_duplicates(h, c))
+    assert len(filtered) <= len(full)
 
 
 class _Breaks:

@@ -6,6 +6,7 @@ trade: the columns, one Python ``str`` per trade id, the window statistics).
 :class:`BoundedEngine` gives the same alerts, alert ids and suppressed
 episodes from slices of the day:
 
+0. **repeated ids** (feed files only): see below.
 1. **ingest + spill**: each desk is read chunk by chunk (ingest's one set of
    rules, one shared :class:`~surv_kernel.batch.Dictionaries`, desks one
    after another in the order given, which is the order the local engine
@@ -37,13 +38,20 @@ and alert ids hash names, timestamps and trade ids, never codes or rows.
 
 What lives for the whole run (bytes per trade of the day):
 
-- ingest's duplicate-id table (:class:`surv_kernel.ingest.TradeIdSet`): 8
-  bytes per slot at a load of at most 1/2, i.e. 16-32 bytes per trade (and
-  briefly 1.5x that while it doubles). Exact duplicate detection across the
-  day needs it; it is the one per-trade array left in memory;
-- nothing else per trade: :class:`~surv_kernel.pipeline.totals.DayTotals`,
-  the per-group baselines and the spill index are O(groups x desks) and
-  O(chunks); the kept quarantine records are capped by ingest.
+- nothing per trade. Ingest's duplicate-id set (:class:`surv_kernel.ingest.TradeIdSet`,
+  16-32 bytes per trade, briefly 1.5x that while it doubles) would be the
+  one array that follows the day, so for feed files a **pass 0** first
+  reads every file once more, writes each record's 64-bit id hash to
+  :data:`N_HASH_PARTS` files on disk by its top bits, and keeps, partition
+  by partition, the hashes seen more than once; ingest's set then holds
+  only those (:class:`RepeatedIdSet`: 8 bytes per repeated id, 16-32 per
+  slot). An id seen once in the day cannot be a duplicate nor make another
+  record one, so the verdicts are ingest's. Pass 0 costs one more decode of
+  the feeds; other sources (a feed call cannot be fetched twice and give
+  the same bytes) keep ingest's set of every id (``dedup="memory"``);
+- :class:`~surv_kernel.pipeline.totals.DayTotals`, the per-group baselines
+  and the spill index are O(groups x desks) and O(chunks); the kept
+  quarantine records are capped by ingest.
 
 Per slice (freed before the next): the columns (41 B/row), the id arena
 (the ids' UTF-8 bytes + 8 B/row of offsets), the group codes (4 B/row) and
@@ -73,7 +81,7 @@ import numpy as np
 from .. import dtypes
 from ..batch import Dictionaries, TradeBatch
 from ..errors import ConfigError
-from ..ingest import Quarantine
+from ..ingest import Quarantine, TradeIdSet
 from ..kernels import scoring as score_kernels
 from ..model import Baselines, Detection
 from ..model.baselines import (
@@ -93,10 +101,10 @@ from ..observability import MetricsRegistry, metrics
 from ..windows import window_stats
 from .engines import DeskFailure, DeskRead, EngineResult
 from .pool import failure_kind
-from .sources import Progress, Source
+from .sources import FileSource, Progress, Source
 from .totals import DayTotals
 
-__all__ = ["DEFAULT_ROWS_PER_SLICE", "N_SPILL", "BoundedEngine", "IdArena"]
+__all__ = ["DEFAULT_ROWS_PER_SLICE", "N_SPILL", "BoundedEngine", "IdArena", "RepeatedIdSet"]
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +179,125 @@ def encode_ids(ids: np.ndarray) -> tuple[np.ndarray, bytes]:
     # an id holds a newline: encode one by one (rare, still exact)
     parts = [v.encode("utf-8") for v in values]
     return np.fromiter(map(len, parts), _LENGTH, len(parts)), b"".join(parts)
+
+
+#: Partitions of pass 0's id hashes on disk (by their top bits).
+N_HASH_PARTS = 16
+_TOP = np.uint64(64 - 4)  # log2(N_HASH_PARTS) top bits pick the partition
+
+
+def _as_stored(hashes: np.ndarray) -> np.ndarray:
+    # ingest's table stores hash 0 as 1 (0 marks an empty slot), so 0 and 1
+    # are one id to it; count them as one here too or the filter could differ
+    return np.where(hashes == 0, np.uint64(1), hashes)
+
+
+class _HashRecorder:
+    """Pass 0's stand-in for ingest's duplicate set: writes every record's id
+    hash to disk, partitioned by its top bits, and marks nothing duplicate."""
+
+    def __init__(self, root: Path) -> None:
+        self.files: list[IO[bytes]] = [
+            open(root / f"ids-{i:02d}.bin", "w+b")  # noqa: SIM115 (closed by close())
+            for i in range(N_HASH_PARTS)
+        ]
+
+    def reserve(self, n: int) -> None:  # ingest sizes its set; nothing to size here
+        pass
+
+    def mark_duplicates(self, hashes: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+        # every row, not only the candidates: a superset of the ids that can
+        # repeat among accepted records is all the filter needs to be exact
+        h = _as_stored(np.ascontiguousarray(hashes, np.uint64))
+        part = (h >> _TOP).astype(np.intp)
+        order = np.argsort(part, kind="stable")
+        bounds = np.zeros(N_HASH_PARTS + 1, np.int64)
+        np.cumsum(np.bincount(part, minlength=N_HASH_PARTS), out=bounds[1:])
+        for i in np.flatnonzero(np.diff(bounds)).tolist():
+            self.files[i].write(h[order[bounds[i] : bounds[i + 1]]].tobytes())
+        return np.zeros(h.shape[0], np.bool_)
+
+    def repeated(self) -> np.ndarray:
+        """The hashes written more than once, sorted (partitions are ranges
+        of the top bits, so their sorted results concatenate sorted)."""
+        out = []
+        for f in self.files:
+            f.flush()
+            f.seek(0)
+            h = np.fromfile(f, np.uint64)
+            if len(h):
+                uniq, counts = np.unique(h, return_counts=True)
+                out.append(uniq[counts > 1])
+            del h
+        return np.concatenate(out) if out else np.empty(0, np.uint64)
+
+    def close(self) -> None:
+        for f in self.files:
+            f.close()
+
+    def __len__(self) -> int:
+        return 0
+
+
+class RepeatedIdSet(TradeIdSet):
+    """Ingest's duplicate-id set holding only the ids that occur more than
+    once in the day's feeds (found by pass 0). An id seen once in the whole
+    day can never be a duplicate nor make a later record one, so leaving it
+    out changes no verdict; the table then follows the repeated ids (none on
+    a clean day), not the day's 16-32 bytes per trade."""
+
+    __slots__ = ("_repeated",)
+
+    def __init__(self, repeated: np.ndarray) -> None:
+        super().__init__(capacity=2 * len(repeated))
+        self._repeated = np.ascontiguousarray(repeated, np.uint64)
+
+    def reserve(self, n: int) -> None:
+        # ingest asks for room for every record; at most the repeated ids come in
+        super().reserve(min(int(n), len(self._repeated)))
+
+    def mark_duplicates(self, hashes: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+        rep = self._repeated
+        if not len(rep):
+            return np.zeros(hashes.shape[0], np.bool_)
+        h = _as_stored(np.ascontiguousarray(hashes, np.uint64))
+        at = np.minimum(np.searchsorted(rep, h), len(rep) - 1)
+        return super().mark_duplicates(hashes, candidate & (rep[at] == h))
+
+
+class _Quiet(logging.Filter):
+    """Drops ingest's quarantine warnings during pass 0 (pass 1 logs them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def _ingest_quiet() -> Iterator[None]:
+    logger = logging.getLogger("surv_kernel.ingest")
+    f = _Quiet()
+    logger.addFilter(f)
+    try:
+        yield
+    finally:
+        logger.removeFilter(f)
+
+
+def _repeated_ids(sources: Sequence[Source], root: Path, chunk_size: int) -> np.ndarray:
+    """Pass 0: the id hashes that occur more than once over all the feeds."""
+    recorder = _HashRecorder(root)
+    scratch = Dictionaries()
+    scratch.trade_ids = recorder
+    try:
+        with _ingest_quiet():
+            for source in sources:
+                # a feed that fails here fails again in pass 1, which reports it
+                with contextlib.suppress(Exception):
+                    for _ in source.batches(scratch, chunk_size=chunk_size):
+                        pass
+        return recorder.repeated()
+    finally:
+        recorder.close()
 
 
 class _Spill:
@@ -293,7 +420,11 @@ class BoundedEngine:
     - ``rows_per_slice``: rows loaded at once (default
       ``SURV_BOUNDED_SLICE_ROWS`` or :data:`DEFAULT_ROWS_PER_SLICE`);
     - ``spill_dir``: where the spill files go (default ``SURV_SPILL_DIR`` or
-      the system temp directory); they are deleted at the end.
+      the system temp directory); they are deleted at the end;
+    - ``dedup``: ``"disk"`` (default; feed files only) reads the files once
+      more before ingest to find the ids that occur more than once, so the
+      duplicate-id set holds only those (:class:`RepeatedIdSet`);
+      ``"memory"`` keeps ingest's set of every id (16-32 bytes per trade).
     """
 
     name = "bounded"
@@ -303,7 +434,12 @@ class BoundedEngine:
         rows_per_slice: int | None = None,
         spill_dir: str | os.PathLike[str] | None = None,
         registry: MetricsRegistry | None = None,
+        *,
+        dedup: str = "disk",
     ) -> None:
+        if dedup not in ("disk", "memory"):
+            raise ConfigError(f"dedup must be 'disk' or 'memory', got {dedup!r}")
+        self.dedup = dedup
         if rows_per_slice is None:
             rows_per_slice = int(os.environ.get("SURV_BOUNDED_SLICE_ROWS", DEFAULT_ROWS_PER_SLICE))
         if rows_per_slice < 1:
@@ -331,8 +467,14 @@ class BoundedEngine:
         with _spill_dir(self.spill_dir) as root:
             spill = _Spill(root)
             try:
+                trade_ids = None  # ingest's own set of every id
+                if self.dedup == "disk" and all(isinstance(s, FileSource) for s in sources):
+                    # files can be read twice and give the same bytes; a feed
+                    # call could not (a second fetch may differ)
+                    trade_ids = RepeatedIdSet(_repeated_ids(sources, root, chunk_size))
+                t_ids = time.perf_counter()
                 reads, failures, dictionaries, totals = self._ingest(
-                    sources, spill, chunk_size, progress
+                    sources, spill, chunk_size, progress, trade_ids
                 )
                 t1 = time.perf_counter()
                 slices = spill.slices(self.rows_per_slice)
@@ -355,7 +497,12 @@ class BoundedEngine:
             self.rows_per_slice,
             extra={"event": "bounded_run", "trades": totals.n, "slices": len(slices)},
         )
-        stages = {"ingest": t1 - t0, "baselines": t2 - t1, "detect": t3 - t2}
+        stages = {
+            "repeated_ids": t_ids - t0,
+            "ingest": t1 - t_ids,
+            "baselines": t2 - t1,
+            "detect": t3 - t2,
+        }
         return EngineResult(reads, failures, alerted, detection, stages, totals)
 
     def _ingest(
@@ -364,9 +511,11 @@ class BoundedEngine:
         spill: _Spill,
         chunk_size: int,
         progress: Progress | None,
+        trade_ids: RepeatedIdSet | None,
     ) -> tuple[list[DeskRead], list[DeskFailure], Dictionaries, DayTotals]:
         """Every desk, in order, chunk by chunk into the spill files."""
         dictionaries = Dictionaries()
+        dictionaries.trade_ids = trade_ids
         totals = DayTotals(dictionaries)
         reads: list[DeskRead] = []
         failures: list[DeskFailure] = []
