@@ -70,6 +70,9 @@ class DayTotals:
             self.group_desk[(t, ac, d)] += c
             self.desk_ac[(d, ac)] += c
             self.desk_rows[d] += c
+        # USD per desk is summed chunk by chunk when an engine adds chunks, so
+        # it can differ in the last bits from one bincount over the merged
+        # day; only the volume check's ratio (against a 0.5 threshold) reads it
         usd = np.bincount(batch.desk, weights=batch.notional_usd, minlength=n_desk)
         for d in np.flatnonzero(np.bincount(batch.desk, minlength=n_desk)).tolist():
             self.desk_usd[d] = self.desk_usd.get(d, 0.0) + float(usd[d])
