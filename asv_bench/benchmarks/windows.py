@@ -1,9 +1,21 @@
 """Rolling window sums: surv_kernel vs polars vs DuckDB vs pandas on the same arrays.
 
 The data is a synthetic trading day: ~600 traders x 5 asset classes (about
-3,000 (trader, asset class) groups, heavy-tailed activity), each trader on one
-of six desks, U-shaped intraday times at millisecond resolution (so equal
-timestamps occur), lognormal USD notionals. Two arrivals:
+3,000 (trader, asset class) groups), each trader on one of six desks,
+U-shaped intraday times, lognormal USD notionals. Three shapes of group
+sizes (``shape``):
+
+* ``lognormal`` (the default, the figures in the README): trader activity
+  lognormal(0, 1), heavy-tailed but no trader above ~1.5% of the day;
+* ``even``: every trader equally active (group sizes vary only by the
+  trader's asset-class mix);
+* ``zipf``: activity ~ 1 / rank**0.7, so the top traders hold ~5%, ~3%,
+  ~2.5% ... of the day each (the skew that leaves one thread with a few huge
+  groups when groups are scheduled whole).
+
+Two timestamp resolutions (``stamps``): ``ms`` (millisecond times, so equal
+timestamps occur inside groups) and ``ns`` (a nanosecond offset added: no
+ties). Two arrivals:
 
 * ``ordered``: six time-ordered desk feeds concatenated (the realistic case:
   every group is already time-ordered, the kernel skips its time sort);
@@ -35,6 +47,8 @@ first ~500 MB it ever touches, so every setup below runs the function once.
 
 Standalone, side by side in one process (interleaved rounds, best and median):
     PYTHONPATH=src:python python asv_bench/benchmarks/windows.py
+    PYTHONPATH=src:python python asv_bench/benchmarks/windows.py --sizes 1e6,1e7 --rounds 5 \
+        --shapes even,zipf --stamps ms,ns --no-latency   # every shape, one table of ratios
     PYTHONPATH=src:python python asv_bench/benchmarks/windows.py --sizes 1e6 --peers polars,duckdb,pandas
     PYTHONPATH=src:python python asv_bench/benchmarks/windows.py --latency-only
 through asv:
@@ -60,17 +74,36 @@ NS_PER_MINUTE = 60 * 1_000_000_000
 WINDOW_NS = 30 * NS_PER_MINUTE
 SIZES = [1_000_000, 10_000_000]
 ARRIVALS = ["ordered", "shuffled"]
+SHAPES = ["lognormal", "even", "zipf"]
+STAMPS = ["ms", "ns"]
+ZIPF_S = 0.7  # exponent of the zipf shape (see the module docstring)
 SRC_DIR = os.path.dirname(os.path.dirname(os.path.abspath(surv_kernel.__file__)))
 
-_DATA: dict[tuple[int, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+_DATA: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
 
-def make_trades(n, seed=0, arrival="ordered", n_traders=600, n_asset_classes=5, n_desks=6):
+def make_trades(
+    n,
+    seed=0,
+    arrival="ordered",
+    n_traders=600,
+    n_asset_classes=5,
+    n_desks=6,
+    shape="lognormal",
+    stamps="ms",
+):
     """``(group_codes int32, timestamps_ns int64, notional_usd float64)`` of a
     synthetic day of ``n`` trades; see the module docstring."""
     rng = np.random.default_rng(seed)
     desk_of_trader = rng.integers(0, n_desks, n_traders)
+    # drawn for every shape so the other columns are the same across shapes
     activity = rng.lognormal(0.0, 1.0, n_traders)
+    if shape == "even":
+        activity = np.ones(n_traders)
+    elif shape == "zipf":
+        activity = 1.0 / np.arange(1, n_traders + 1) ** ZIPF_S
+    elif shape != "lognormal":
+        raise ValueError(f"shape must be one of {SHAPES}, got {shape!r}")
     activity /= activity.sum()
     trader = rng.choice(n_traders, size=n, p=activity)
     # each trader favours a few asset classes
@@ -85,6 +118,10 @@ def make_trades(n, seed=0, arrival="ordered", n_traders=600, n_asset_classes=5, 
     ms = (rng.beta(0.6, 0.6, n) * minutes * 60_000).astype(np.int64)
     ts = day0 + ms * 1_000_000
     notional = rng.lognormal(13.0, 1.5, n)
+    if stamps == "ns":  # a sub-millisecond offset: no equal timestamps in practice
+        ts = ts + rng.integers(0, 1_000_000, n)
+    elif stamps != "ms":
+        raise ValueError(f"stamps must be one of {STAMPS}, got {stamps!r}")
     if arrival == "ordered":
         order = np.lexsort((ts, desk_of_trader[trader]))
     elif arrival == "shuffled":
@@ -94,11 +131,11 @@ def make_trades(n, seed=0, arrival="ordered", n_traders=600, n_asset_classes=5, 
     return group[order], ts[order], notional[order]
 
 
-def trades(n, arrival):
-    key = (n, arrival)
+def trades(n, arrival, shape="lognormal", stamps="ms"):
+    key = (n, arrival, shape, stamps)
     if key not in _DATA:
         _DATA.clear()  # keep one data set in memory at a time
-        _DATA[key] = make_trades(n, 0, arrival)
+        _DATA[key] = make_trades(n, 0, arrival, shape=shape, stamps=stamps)
     return _DATA[key]
 
 
@@ -182,19 +219,19 @@ RUNNERS = {
 
 
 class _Base:
-    params = (SIZES, ARRIVALS)
-    param_names = ["n_trades", "arrival"]
+    params = (SIZES, ARRIVALS, SHAPES, STAMPS)
+    param_names = ["n_trades", "arrival", "shape", "stamps"]
     timeout = 900
     number = 1
     repeat = (1, 5, 60.0)
     runner = "surv_kernel"
     max_n = 10**12
 
-    def setup(self, n, arrival):
+    def setup(self, n, arrival, shape, stamps):
         if n > self.max_n:
             raise NotImplementedError(f"{self.runner} skipped above {self.max_n} rows (too slow)")
         try:
-            self.run = RUNNERS[self.runner](*trades(n, arrival))
+            self.run = RUNNERS[self.runner](*trades(n, arrival, shape, stamps))
         except ImportError as exc:
             raise NotImplementedError(f"{self.runner} not installed: {exc}") from None
         warm_kernels()
@@ -204,14 +241,14 @@ class _Base:
 class RollingWindowSums(_Base):
     runner = "surv_kernel"
 
-    def time_rolling_window_sums(self, n, arrival):
+    def time_rolling_window_sums(self, n, arrival, shape, stamps):
         self.run()
 
 
 class PolarsRollingSumBy(_Base):
     runner = "polars"
 
-    def time_polars_rolling_sum_by_over(self, n, arrival):
+    def time_polars_rolling_sum_by_over(self, n, arrival, shape, stamps):
         self.run()
 
 
@@ -219,7 +256,7 @@ class DuckDBWindowRange(_Base):
     runner = "duckdb"
     max_n = 1_000_000
 
-    def time_duckdb_sum_over_range(self, n, arrival):
+    def time_duckdb_sum_over_range(self, n, arrival, shape, stamps):
         self.run()
 
 
@@ -227,7 +264,7 @@ class PandasGroupbyRolling(_Base):
     runner = "pandas"
     max_n = 1_000_000
 
-    def time_pandas_groupby_rolling(self, n, arrival):
+    def time_pandas_groupby_rolling(self, n, arrival, shape, stamps):
         self.run()
 
 
@@ -328,10 +365,17 @@ def _time(fn) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def _compare(n, arrival, peers, rounds) -> None:
+def _compare(n, arrival, peers, rounds, shape="lognormal", stamps="ms") -> dict[str, float]:
+    """Interleaved rounds of every contender on one data set; prints best and
+    median and returns ``{peer: median wall / surv_kernel's median wall}``."""
     import statistics
 
-    g, t, x = trades(n, arrival)
+    g, t, x = trades(n, arrival, shape, stamps)
+    sizes = np.bincount(g)
+    print(
+        f"  largest group {sizes.max() / n:.1%} of the rows, "
+        f"rows sharing a timestamp with an earlier row (any group): {n - len(np.unique(t)):,}"
+    )
     warm_kernels()
     names = ["surv_kernel", *peers]
     runs = {}
@@ -355,6 +399,7 @@ def _compare(n, arrival, peers, rounds) -> None:
     best_ours = min(walls["surv_kernel"])
     med_ours = statistics.median(walls["surv_kernel"])
     cpu_ours = min(cpus["surv_kernel"])
+    ratios = {}
     for name in runs:
         best = min(walls[name])
         med = statistics.median(walls[name])
@@ -365,7 +410,9 @@ def _compare(n, arrival, peers, rounds) -> None:
                 f"   ratio {name}/surv_kernel: wall best {best / best_ours:5.2f}x,"
                 f" wall median {med / med_ours:5.2f}x, cpu {cpu / cpu_ours:5.2f}x"
             )
+            ratios[name] = med / med_ours
         print(line)
+    return ratios
 
 
 def _latency(repeats) -> None:
@@ -404,6 +451,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1e6,1e7", help="comma-separated row counts")
     parser.add_argument("--arrivals", default="ordered,shuffled")
+    parser.add_argument("--shapes", default="lognormal", help=f"comma-separated: {SHAPES}")
+    parser.add_argument("--stamps", default="ms", help=f"comma-separated: {STAMPS}")
     parser.add_argument("--peers", default="polars", help="polars,duckdb,pandas")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="surv_kernel threads")
@@ -418,9 +467,18 @@ def main(argv=None) -> None:
         peers = [p for p in args.peers.split(",") if p]
         for size in args.sizes.split(","):
             n = int(float(size))
+            table = []
             for arrival in args.arrivals.split(","):
-                print(f"n={n:,} arrival={arrival} window=30m")
-                _compare(n, arrival, peers, args.rounds)
+                for shape in args.shapes.split(","):
+                    for stamps in args.stamps.split(","):
+                        print(f"n={n:,} arrival={arrival} shape={shape} stamps={stamps} window=30m")
+                        r = _compare(n, arrival, peers, args.rounds, shape, stamps)
+                        table.append((arrival, shape, stamps, r))
+            if len(table) > 1 and peers:
+                print(f"n={n:,}: median wall of each peer / surv_kernel's ({args.rounds} rounds)")
+                for arrival, shape, stamps, r in table:
+                    cells = "  ".join(f"{k} {v:5.2f}x" for k, v in r.items())
+                    print(f"  {arrival:8s} {shape:9s} {stamps:2s}  {cells}")
     if not args.no_latency:
         print("first-call latency (fresh process):")
         _latency(args.latency_repeats)

@@ -78,6 +78,16 @@ def add_parser(sub: Any, common: Any, model: Any, pool: Any) -> None:
         help=f"chart at most the N highest-scoring alerts in the report (default {DEFAULT_MAX_CHARTS})",
     )
     run.add_argument(
+        "--memory",
+        choices=("day", "bounded"),
+        default="day",
+        help="day: read every desk into one in-memory day, then detect (peak memory follows "
+        "the day, ~420 bytes per trade); bounded: spill the day to disk by trader and detect "
+        "slice by slice, same alerts, peak memory set by the slice, not the day "
+        "(SURV_BOUNDED_SLICE_ROWS rows per slice, spill files in SURV_SPILL_DIR or the temp "
+        "directory; desks read one after another, no per-desk deadline)",
+    )
+    run.add_argument(
         "--progress",
         choices=("auto", "always", "never"),
         default="auto",
@@ -98,6 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run,
         summary_dict,
     )
+    from ..pipeline.bounded import BoundedEngine
     from ..pipeline.publish import RunDirectory
 
     sources = resolve_feeds(args.feeds)
@@ -155,13 +166,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         sinks.append(StoreSink(args.store, who=args.user))
     if staging is not None:
         sinks.append(SummarySink(staging / "summary.json"))
+    if args.memory == "bounded":
+        engine: Any = BoundedEngine()
+    else:
+        engine = LocalEngine(max_workers=args.workers, deadline_s=args.desk_timeout)
     try:
         result = run(
             sources,
             config=config,
             baselines=baselines,
             baselines_path=args.baselines,
-            engine=LocalEngine(max_workers=args.workers, deadline_s=args.desk_timeout),
+            engine=engine,
             chunk_size=args.chunk_size,
             progress=progress,
             sinks=sinks,

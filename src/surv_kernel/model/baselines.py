@@ -342,7 +342,7 @@ def peer_tables(
     return desk_peers, class_peers
 
 
-def _effective_peers(
+def effective_peers(
     desk_peers: dict[tuple[int, int], BaselineStat],
     class_peers: dict[int, BaselineStat],
     n_ac: int,
@@ -544,7 +544,7 @@ def baselines_from_batch(
             cfg.min_peer_groups,
             cfg.peer_quantile,
         )
-    peers = _effective_peers(desk_p, class_p, n_ac, n_desk, cfg.min_peer_groups)
+    peers = effective_peers(desk_p, class_p, n_ac, n_desk, cfg.min_peer_groups)
     return CodeBaselines(median, mad, n_win, m_t, *peers)
 
 
@@ -589,7 +589,7 @@ def resolve_baselines(
         for a, ac in enumerate(asset_classes)
         if ac in baselines.class_peers
     }
-    peers = _effective_peers(desk_p, class_p, n_ac, n_desk, cfg.min_peer_groups)
+    peers = effective_peers(desk_p, class_p, n_ac, n_desk, cfg.min_peer_groups)
     return CodeBaselines(median, mad, n, m_t, *peers)
 
 

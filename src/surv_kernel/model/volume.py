@@ -130,9 +130,15 @@ def detect_from_stats(
     codes: np.ndarray,
     cfg: DetectionConfig,
     baselines: Baselines | None = None,
+    code_baselines: CodeBaselines | None = None,
 ) -> Detection:
     """:func:`detect` from window statistics already computed on
-    ``group_codes(batch)`` (so a caller holding them does not sort twice)."""
+    ``group_codes(batch)`` (so a caller holding them does not sort twice).
+
+    ``code_baselines``: the baselines already resolved to this batch's codes
+    (the bounded-memory engine computes the day's own baselines group by
+    group over slices of the day and passes them here; it then takes
+    precedence over ``baselines``)."""
     n = len(batch)
     d = batch.dictionaries
     n_ac = max(len(d.asset_class), 1)
@@ -147,7 +153,9 @@ def detect_from_stats(
         return Detection([], [], n, 0)
 
     # 2. baselines, looked up for the floor-passing windows only
-    if baselines is None:
+    if code_baselines is not None:
+        base = code_baselines
+    elif baselines is None:
 
         def need_peers(n_win: np.ndarray) -> bool:
             # peers (and the class dispersion) serve cold and small-sample

@@ -23,17 +23,15 @@ break is a :class:`ConservationError` (exit 5), never a log line.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from ..batch import TradeBatch
 from ..errors import DataError, SurveillanceError
 from ..ingest import BAD_JSON, RECORD_TOO_LARGE, TRUNCATED
 from .engines import one_line
 from .plausibility import VolumeCheck, check_volumes
+from .totals import DayTotals
 
 __all__ = [
     "FAILED",
@@ -123,27 +121,27 @@ def reconcile(
     """Every source of ``result`` (a :class:`~surv_kernel.pipeline.RunResult`)
     reconciled, in the order of the sources; ``home_desks``: each alert's home
     desk. Raises :class:`ConservationError` if the counts do not add up."""
-    batch: TradeBatch = result.batch
+    # the day's aggregates, not its rows: the bounded engine never holds them
+    day: DayTotals = result.totals
     det = result.detection
     reads = {r.source.desk: r for r in result.reads}
     failed = {f.desk: f for f in result.failures}
     analysed = sum(r.trades for r in result.reads)
-    if analysed != len(batch) or det.n_trades != len(batch):
+    if analysed != day.n or det.n_trades != day.n:
         raise ConservationError(
-            f"the desks' {analysed:,} analysed trades, the run's batch of {len(batch):,} rows and "
+            f"the desks' {analysed:,} analysed trades, the run's batch of {day.n:,} rows and "
             f"the detectors' {det.n_trades:,} trades differ: records were lost or invented"
         )
-    group_desk = _group_home_desks(batch)
-    names = batch.dictionaries
+    group_desk = day.group_home_desks()
+    names = day.dictionaries
     alerts_by: Counter[tuple[str, str]] = Counter()
     for alert, home in zip(det.alerts, home_desks, strict=True):
         alerts_by[(home, alert.asset_class)] += 1
     supp_by: Counter[tuple[str, str]] = Counter()
     for ep in det.suppressed:
         supp_by[(group_desk.get((ep.trader_id, ep.asset_class), ""), ep.asset_class)] += 1
-    by_desk_ac = Counter(zip(batch.desk.tolist(), batch.asset_class.tolist(), strict=True))
     analysed_by: dict[str, dict[str, int]] = {}
-    for (d, ac), n in by_desk_ac.items():
+    for (d, ac), n in day.desk_ac.items():
         analysed_by.setdefault(names.desk[d], {})[names.asset_class[ac]] = n
 
     volumes: dict[str, VolumeCheck] = {}
@@ -153,7 +151,7 @@ def reconcile(
         for (desk, _), n in supp_by.items():
             episodes[desk] += n
         for v in check_volumes(
-            batch, profiles, list(reads), min_ratio=min_ratio, floor_episodes=episodes
+            day, profiles, list(reads), min_ratio=min_ratio, floor_episodes=episodes
         ):
             volumes[v.desk] = v
 
@@ -223,23 +221,3 @@ def reconcile(
             )
         )
     return out
-
-
-def _group_home_desks(batch: TradeBatch) -> Mapping[tuple[str, str], str]:
-    """(trader, asset class) -> the desk that booked most of its trades
-    (ties to the smallest desk name), for attributing suppressed episodes."""
-    if not len(batch):
-        return {}
-    names = batch.dictionaries
-    n_desk = max(len(names.desk), 1)
-    n_ac = max(len(names.asset_class), 1)
-    key = (batch.trader.astype(np.int64) * n_ac + batch.asset_class) * n_desk + batch.desk
-    uniq, counts = np.unique(key, return_counts=True)
-    best: dict[tuple[int, int], tuple[int, str]] = {}
-    for k, n in zip(uniq.tolist(), counts.tolist(), strict=True):
-        group, d = divmod(k, n_desk)
-        desk = names.desk[d]
-        held = best.get(divmod(group, n_ac))
-        if held is None or (-n, desk) < (-held[0], held[1]):
-            best[divmod(group, n_ac)] = (n, desk)
-    return {(names.trader[t], names.asset_class[ac]): desk for (t, ac), (_, desk) in best.items()}

@@ -95,6 +95,9 @@ class EngineResult:
     batch: TradeBatch  # every healthy desk's trades, one day
     detection: Detection
     stages: dict[str, float]  # stage -> seconds
+    #: the day's aggregates when ``batch`` is not the whole day (the bounded
+    #: engine: see :mod:`.totals`); None: computed from ``batch``
+    totals: Any = None
 
 
 class Engine(Protocol):

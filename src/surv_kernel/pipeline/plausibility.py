@@ -34,6 +34,7 @@ from .. import dtypes
 from ..batch import TradeBatch
 from ..errors import ConfigError
 from ..model.profiles import BUCKET_MINUTES, DeskProfile, utc_bucket
+from .totals import DayTotals
 
 __all__ = [
     "DEFAULT_MIN_VOLUME_RATIO",
@@ -121,7 +122,7 @@ class VolumeCheck:
 
 
 def check_volumes(
-    batch: TradeBatch,
+    batch: TradeBatch | DayTotals,
     profiles: Mapping[str, DeskProfile],
     desks: Sequence[str],
     *,
@@ -134,17 +135,17 @@ def check_volumes(
     the newest trade's day, and that day up to the newest trade's bucket (a
     run in the middle of the day is compared with the morning, not the day).
     """
-    if not len(batch):
+    # a batch, or the run's DayTotals (all this check reads of the day)
+    day = batch if isinstance(batch, DayTotals) else DayTotals.from_batch(batch)
+    if not day.n or day.ts_min is None or day.ts_max is None:
         return []
-    newest = int(batch.timestamp_ns.max())
-    first_day = int(batch.timestamp_ns.min()) // _DAY_NS
+    newest = day.ts_max
+    first_day = day.ts_min // _DAY_NS
     whole_days = newest // _DAY_NS - first_day
     last_bucket = int(utc_bucket(np.array([newest]))[0])
     minutes = (last_bucket + 1) * BUCKET_MINUTES
     until = f"{minutes // 60:02d}:{minutes % 60:02d}" if minutes < 1440 else "24:00"
-    names = batch.dictionaries.desk
-    counts = np.bincount(batch.desk, minlength=len(names))
-    usd = np.bincount(batch.desk, weights=batch.notional_usd, minlength=len(names))
+    names = day.dictionaries.desk
     out = []
     for desk in desks:
         prof = profiles.get(desk)
@@ -159,9 +160,9 @@ def check_volumes(
         out.append(
             VolumeCheck(
                 desk=desk,
-                records=int(counts[code]) if code is not None else 0,
+                records=int(day.desk_rows.get(code, 0)) if code is not None else 0,
                 expected_records=float(whole_days * rec.sum() + rec[: last_bucket + 1].sum()),
-                notional_usd=float(usd[code]) if code is not None else 0.0,
+                notional_usd=float(day.desk_usd.get(code, 0.0)) if code is not None else 0.0,
                 expected_notional_usd=float(
                     whole_days * notional.sum() + notional[: last_bucket + 1].sum()
                 ),

@@ -28,6 +28,7 @@ from .completeness import FAILED, PARTIAL, DeskReconciliation, IncompleteFeedErr
 from .engines import DeskFailure, DeskRead, Engine, LocalEngine
 from .outcomes import DeskOutcome, DeskRunReport
 from .sources import Progress, Source
+from .totals import DayTotals
 
 __all__ = [
     "CROSS_DESK",
@@ -66,6 +67,16 @@ class RunResult:
     #: every source reconciled, in order (see :mod:`surv_kernel.pipeline.completeness`)
     desks: list[DeskReconciliation] = dataclasses.field(default_factory=list)
     _homes: list[str] | None = dataclasses.field(default=None, repr=False)
+    #: the analysed day's aggregates (an engine that never holds the day,
+    #: :mod:`.bounded`, adds them up as it reads; otherwise from ``batch``)
+    day_totals: DayTotals | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def totals(self) -> DayTotals:
+        """What reconciliation reads of the day (see :mod:`.totals`)."""
+        if self.day_totals is None:
+            self.day_totals = DayTotals.from_batch(self.batch)
+        return self.day_totals
 
     @property
     def ok(self) -> bool:
@@ -178,10 +189,10 @@ def trade_to_alert_lag(
     None when the data is a replayed old day (its newest trade is more than a
     day before now: the figure would only measure the data's age), unless
     ``always`` (a feed just fetched from its desk is live by definition)."""
-    batch = result.batch
-    if len(batch) == 0 or not result.detection.alerts:
+    day = result.totals
+    if day.ts_max is None or not result.detection.alerts:
         return None
-    newest = float(batch.timestamp_ns.max()) / 1e9
+    newest = float(day.ts_max) / 1e9
     if emitted_at - newest > 86_400 and not always:
         return None
     return [emitted_at - a.end_ns / 1e9 for a in result.detection.alerts]
@@ -244,6 +255,7 @@ def run(
         er.stages,
         t_start,
         baselines=baselines,
+        day_totals=getattr(er, "totals", None),
     )
     homes = result.home_desks()
     result.desks = reconcile(result, min_ratio=ratio, home_desks=homes)
