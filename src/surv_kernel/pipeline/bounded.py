@@ -601,9 +601,7 @@ class BoundedEngine:
                 cfg.min_peer_groups,
                 cfg.peer_quantile,
             )
-        peers = effective_peers(
-            desk_p, class_p, n_ac, max(len(desk_names), 1), cfg.min_peer_groups
-        )
+        peers = effective_peers(desk_p, class_p, n_ac, max(len(desk_names), 1), cfg.min_peer_groups)
         return CodeBaselines(median, mad, n_win, m_t, *peers)
 
     @staticmethod
