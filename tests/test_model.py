@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batches import make_batch
+from naive import day_tod_factor, tod_factor_of_profile, utc_bucket
 from surv_kernel import dtypes
 from surv_kernel.batch import Dictionaries, TradeBatch
 from surv_kernel.errors import DataError
@@ -41,6 +42,7 @@ from surv_kernel.model import (
     group_codes,
 )
 from surv_kernel.model.baselines import BASELINES_VERSION
+from surv_kernel.model.profiles import TOD_MAX, day_tod_factors
 from surv_kernel.reference import ASSET_CLASS_FLOORS_USD, UnknownAssetClassError
 from surv_kernel.windows import MAD_TO_SIGMA, window_stats
 
@@ -147,6 +149,20 @@ def naive_detect(rows, cfg: DetectionConfig, baselines: Baselines | None = None)
                 return math.nan, math.nan, 0, None
             return s.median, s.mad if s.window_mad is None else s.window_mad, s.n, s.time_median
 
+    day_trades = [((r[1], r[2]), r[3], r[4]) for r in rows]
+
+    def tod(key, desk, t):
+        # the desk's activity at the window's midpoint over its typical bucket:
+        # from the day leaving the group out, or from the calibrated profile
+        if not cfg.time_of_day:
+            return 1.0
+        if baselines is None:
+            return day_tod_factor(day_trades, key, desk, t, W)
+        prof = baselines.desks.get(desk)
+        if prof is None:
+            return 1.0
+        return tod_factor_of_profile(list(prof.records), utc_bucket(t - W // 2))
+
     def peer(ac, desk):
         for stat_, name in (
             (desk_peers.get((ac, desk)), "peer:desk"),
@@ -175,6 +191,8 @@ def naive_detect(rows, cfg: DetectionConfig, baselines: Baselines | None = None)
                 rel = class_peers.get(ac, (0, 0, 0, None))[3]
                 if rel is not None:
                     sigma = rel * m_t  # the class's relative sigma x own time median
+            f = tod(key, members[k][2][3], members[k][0])
+            med, sigma = med * f, sigma * f  # expected at this time of the desk's day
             scale = max(sigma, cfg.scale_rel * med, cfg.scale_abs_usd)
             if src == "floor-only":
                 z = ratio = math.nan
@@ -322,6 +340,7 @@ configs = st.builds(
     stable_windows=st.integers(1, 6),
     min_peer_groups=st.integers(1, 3),
     peer_quantile=st.sampled_from([0.25, 0.5]),
+    time_of_day=st.booleans(),
 )
 
 
@@ -374,6 +393,35 @@ def test_detect_matches_reference_with_peers(spec, cfg):
 def test_detect_with_baselines_matches_reference(history, spec, cfg):
     baselines = calibrate(make_batch(_rows(history)), cfg)
     assert_matches_reference(_rows(spec), cfg, baselines)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    trades=st.lists(
+        st.tuples(st.integers(0, 5), st.integers(0, 2), st.integers(0, 3 * 1440)), max_size=80
+    ),
+    wins=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2), st.integers(0, 3 * 1440))),
+    window_min=st.sampled_from([10, 30, 45]),
+)
+def test_day_tod_factors_match_the_leave_group_out_reference(trades, wins, window_min):
+    """The day's time-of-day factor of a window leaves its own group out: a
+    group alone on its desk gets 1, and its own burst never lifts its factor."""
+    W = window_min * MIN
+    codes = np.array([g for g, _, _ in trades], np.int32)
+    desk = np.array([d for _, d, _ in trades], np.int32)
+    ts = np.array([T0 + m * MIN for _, _, m in trades], np.int64)
+    wg = np.array([g for g, _, _ in wins], np.int64)
+    wd = np.array([d for _, d, _ in wins], np.int64)
+    wt = np.array([T0 + m * MIN for _, _, m in wins], np.int64)
+    order = np.argsort(codes, kind="stable")
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=6))])
+    got = day_tod_factors(desk, ts, 3, offsets, order, wg, wd, wt, W)
+    day = list(zip(codes.tolist(), desk.tolist(), ts.tolist(), strict=True))
+    want = [
+        day_tod_factor(day, g, d, t, W)
+        for g, d, t in zip(wg.tolist(), wd.tolist(), wt.tolist(), strict=True)
+    ]
+    assert got.tolist() == want  # counts are whole: the same bits
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -861,3 +909,62 @@ def test_a_baselines_file_changed_after_calibrate_is_refused(tmp_path):
     with pytest.raises(DataError, match="checksum mismatch") as info:
         Baselines.load(path)
     assert str(path) in str(info.value)
+
+
+# -- time of day ---------------------------------------------------------------------------
+
+D0 = 1_709_942_400 * dtypes.NS_PER_SECOND  # a UTC midnight
+
+
+def desk_day(traders, busy=(), t0=D0, usd=2_000_000.0):
+    """Every trader in ``traders`` trades ``usd`` every 15 minutes 08:00-16:00
+    UTC on desk D1; the traders in ``busy`` trade every 2.5 minutes instead
+    from 13:00 to 14:00 (a desk-wide busy hour when ``busy`` is everyone)."""
+    rows = []
+    for tr in traders:
+        ts = [t0 + (8 * 60 + 15 * k) * MIN for k in range(33)]
+        if tr in busy:
+            ts = [t for t in ts if not 13 * 60 * MIN <= t - t0 < 14 * 60 * MIN]
+            ts += [t0 + 13 * 60 * MIN + k * 150 * dtypes.NS_PER_SECOND for k in range(24)]
+        rows += [(f"{tr}-{t0}-{i}", tr, "equity", "D1", t, usd) for i, t in enumerate(sorted(ts))]
+    return rows
+
+
+def test_a_desk_wide_busy_hour_is_not_a_burst_with_time_of_day():
+    """Without time of day every trader's busy hour is 4x+ its normal and
+    alerts; with it the desk's own activity at that hour (the day's profile,
+    each group left out of its own) raises the expectation, and nothing alerts."""
+    traders = [f"T{i:02d}" for i in range(20)]
+    rows = desk_day(traders, busy=traders)
+    flat = detect(make_batch(rows), DetectionConfig(time_of_day=False))
+    assert len({a.trader_id for a in flat.alerts}) == 20
+    tod = assert_matches_reference(rows, DetectionConfig())
+    assert tod.alerts == []
+    # the busy hour's floor episodes were judged against the median x the clip
+    assert max(s.explanation.time_of_day_factor for s in tod.suppressed) == TOD_MAX
+
+
+def test_one_trader_busy_in_an_ordinary_hour_still_alerts_with_time_of_day():
+    """Leave-group-out: a trader's own burst does not raise the desk profile
+    it is judged against, so a lone busy hour alerts as before."""
+    traders = [f"T{i:02d}" for i in range(20)]
+    det = assert_matches_reference(desk_day(traders, busy=["T00"]), DetectionConfig())
+    assert {a.trader_id for a in det.alerts} == {"T00"}
+    assert all(a.explanation.time_of_day_factor == 1.0 for a in det.alerts)
+
+
+def test_calibrated_desk_profiles_set_the_expectation_by_time_of_day():
+    """With baselines the factor comes from the history's desk profile (local
+    in time, so the stream reproduces it): a busy hour the desk always has is
+    expected of the one trader busy in it today."""
+    traders = [f"T{i:02d}" for i in range(20)]
+    history = desk_day(traders, busy=traders, t0=D0 - 86_400 * dtypes.NS_PER_SECOND)
+    base = calibrate(make_batch(history), DetectionConfig())
+    rows = desk_day(traders, busy=["T00"])
+    flat_cfg = DetectionConfig(time_of_day=False)
+    assert {a.trader_id for a in detect(make_batch(rows), flat_cfg, base).alerts} == {"T00"}
+    det = assert_matches_reference(rows, DetectionConfig(), base)
+    assert det.alerts == []
+    assert any(s.explanation.time_of_day_factor == TOD_MAX for s in det.suppressed)
+    text = det.suppressed[0].explanation.describe()
+    assert "for the time of day" in text or det.suppressed[0].explanation.time_of_day_factor == 1

@@ -574,12 +574,12 @@ def test_checkpoint_errors_are_data_errors_with_a_way_forward():
     from surv_kernel.sealed import seal, unseal
 
     data = small_checkpoint()
-    payload = unseal(data, "surv_kernel.stream", 2, "x")
+    payload = unseal(data, "surv_kernel.stream", stream_module._CHECKPOINT_VERSION, "x")
     other_kind = seal("surv_kernel.service", 2, payload)
     with pytest.raises(DataError, match="'surv_kernel.service' state"):
         SurveillanceStream.restore(other_kind, metrics=None)
-    newer = seal("surv_kernel.stream", 3, payload)
-    with pytest.raises(DataError, match="format 3; .* reads format 2"):
+    newer = seal("surv_kernel.stream", 4, payload)
+    with pytest.raises(DataError, match="format 4; .* reads format 3"):
         SurveillanceStream.restore(newer, metrics=None)
     # an unsealed checkpoint of format 1, as main wrote it before sealing
     legacy = msgspec.msgpack.decode(payload)

@@ -223,6 +223,7 @@ from .model.baselines import (
 )
 from .model.config import DetectionConfig, check_baselines, resolve_config
 from .model.episodes import episode_starts, segment_argmax
+from .model.profiles import N_BUCKETS
 from .model.scoring import score_windows
 from .observability import metrics as _global_metrics
 from .reference import UnknownAssetClassError, asset_class_floor
@@ -268,7 +269,7 @@ _BLOCK_ROWS = 200_000
 #: ids plus this many (each compaction copies the live ids: amortised O(1)).
 _ID_MARGIN = 16_384
 #: Payload format of a checkpoint (1: unsealed, no duplicate set; refused).
-_CHECKPOINT_VERSION = 2
+_CHECKPOINT_VERSION = 3  # 3: the chains' peak records carry the time-of-day factor
 _CHECKPOINT_KIND = "surv_kernel.stream"
 #: Default bound on the duplicate-set hashes a checkpoint carries (8 bytes
 #: each); see "Duplicate trade ids across a restore" in the module docstring.
@@ -300,6 +301,7 @@ _CHAIN = np.dtype(
         ("ssrc", "i1"),
         ("z", "<f8"),
         ("ratio", "<f8"),
+        ("tod", "<f8"),  # time-of-day factor of the expected value (checkpoint v3)
     ]
 )
 _PEAK_FIELDS = (
@@ -315,6 +317,7 @@ _PEAK_FIELDS = (
     "ssrc",
     "z",
     "ratio",
+    "tod",
 )
 
 
@@ -429,6 +432,7 @@ def _grow(a: np.ndarray, n: int, fill: Any) -> np.ndarray:
 def _empty_chain(n: int) -> np.ndarray:
     c = np.zeros(n, _CHAIN)
     c["desk"] = -1
+    c["tod"] = 1.0
     return c
 
 
@@ -994,6 +998,7 @@ class SurveillanceStream:
                     np.zeros((self._n_ac, n_desk), np.int64),
                     np.full((self._n_ac, n_desk), FLOOR_ONLY, np.int8),
                     np.full(self._n_ac, np.nan),
+                    np.ones((n_desk, N_BUCKETS)),
                 )
             else:
                 cb = self._resolve(())
@@ -1003,6 +1008,7 @@ class SurveillanceStream:
                     cb.peer_n,
                     cb.peer_source,
                     cb.class_rel_scale,
+                    cb.tod,
                 )
 
     def _resolve(self, traders: Sequence[str]) -> CodeBaselines:
@@ -1364,7 +1370,7 @@ class SurveillanceStream:
         g_tm[pos] = self._own_tm[active]
         sums = ws.sums[P]
         own = CodeBaselines(g_med, g_mad, g_n, g_tm, *self._peers)
-        scored = score_windows(sums, layout, ws.order[P], desk_c, own, n_ac, cfg)
+        scored = score_windows(sums, layout, ws.order[P], desk_c, tsP, own, n_ac, cfg)
         rec = _empty_chain(len(P))
         rec["s"] = sums
         rec["pk_ns"] = tsP
@@ -1379,6 +1385,7 @@ class SurveillanceStream:
             ("ssrc", scored.scale_source),
             ("z", scored.z),
             ("ratio", scored.ratio),
+            ("tod", scored.tod),
         ):
             rec[name] = col
         return rec, scored.breach
@@ -1401,6 +1408,7 @@ class SurveillanceStream:
             float(pk["z"]),
             float(pk["ratio"]),
             n,
+            float(pk["tod"]),
         )
 
     def _alert(

@@ -33,6 +33,10 @@ Breach
     max(sigma, scale_rel * median, scale_abs_usd)`` with ``sigma = MAD *
     1.4826``: the MAD of a trader whose every window is one trade of the same
     size is 0, so the scale never drops below a tenth of the median.
+    With ``time_of_day`` (the default) the median and sigma are first
+    multiplied by the window's desk's activity at that time of day over its
+    typical time, in [1, 1.5] (:mod:`.profiles`): from the calibrated desk
+    profiles, or from the day itself leaving the group's own trades out.
 
 Baseline
     Per group, a median and MAD of its window sums (:func:`baseline_stats`:

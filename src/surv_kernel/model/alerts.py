@@ -50,6 +50,10 @@ class Explanation(msgspec.Struct, frozen=True):
     z_level: float
     ratio_level: float
     n_windows: int  # breaching windows (alerts) or floor-passing windows (suppressed)
+    #: the desk's activity at the peak window's time of day over its typical time
+    #: (1: no profile, or DetectionConfig.time_of_day off); the expected window is
+    #: baseline_median_usd x this, and z and ratio are against it
+    time_of_day_factor: float = 1.0
 
     def describe(self) -> str:
         """One human-readable sentence with every number of the decision."""
@@ -61,9 +65,14 @@ class Explanation(msgspec.Struct, frozen=True):
             return f"{head}; no baseline (too little history, no peers): the floor alone decides"
         where = self.baseline_source + (f" {self.baseline_desk}" if self.baseline_desk else "")
         unit = "samples" if self.baseline_source == SOURCE_NAMES[OWN] else "peer groups"
+        tod = (
+            ""
+            if self.time_of_day_factor == 1.0
+            else f" x {self.time_of_day_factor:.2f} for the time of day"
+        )
         return (
             f"{head}; {self.ratio:.1f}x the {where} baseline median "
-            f"{fmt_usd(self.baseline_median_usd)} over {self.baseline_n} {unit} (MAD "
+            f"{fmt_usd(self.baseline_median_usd)}{tod} over {self.baseline_n} {unit} (MAD "
             f"{fmt_usd(self.baseline_mad_usd)}, sigma {fmt_usd(self.scale_usd)} from "
             f"{self.scale_source}); {verdict(self.z, self.ratio, self.z_level, self.ratio_level)}"
         )
@@ -180,6 +189,7 @@ def episode_explanation(
     z: float,
     ratio: float,
     n_windows: int,
+    time_of_day_factor: float = 1.0,
 ) -> Explanation:
     """The :class:`Explanation` of one episode from its peak window's plain
     values: ``src`` / ``scale_src`` are SOURCE_NAMES / SCALE_NAMES codes,
@@ -204,6 +214,7 @@ def episode_explanation(
         cfg.z_level,
         cfg.ratio_level,
         n_windows,
+        time_of_day_factor,
     )
 
 

@@ -47,6 +47,13 @@ class DetectionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
       and institutional books would otherwise lift the desk "normal" over a
       newcomer's abuse. The cost: a cold block trader alerts more readily.
     - ``scale_rel`` / ``scale_abs_usd``: the scale floor (see module docs).
+    - ``time_of_day``: scale each window's expected value (baseline median and
+      sigma) by its desk's activity at that time of day over the desk's typical
+      time (:mod:`surv_kernel.model.profiles`): from the calibrated desk
+      profiles when baselines are given, else from the day itself leaving the
+      group's own trades out. A busy open is not a burst (factors are in [1,
+      1.5]: quiet times do not lower the expectation). False: every factor is 1
+      (the model before time of day).
 
     The defaults were chosen on labelled days of :mod:`surv_kernel.scenario`
     across seeds, trader mixes and knob settings (``python -m
@@ -66,6 +73,7 @@ class DetectionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     peer_quantile: float = 0.25
     scale_rel: float = 0.1
     scale_abs_usd: float = 1000.0
+    time_of_day: bool = True
 
     def __post_init__(self) -> None:
         def positive(name: str) -> None:
@@ -102,6 +110,10 @@ class DetectionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         if not (math.isfinite(self.scale_rel) and self.scale_rel >= 0):
             raise ValueError(f"DetectionConfig.scale_rel must be >= 0, got {self.scale_rel!r}")
         positive("scale_abs_usd")
+        if not isinstance(self.time_of_day, bool):
+            raise ValueError(
+                f"DetectionConfig.time_of_day must be true or false, got {self.time_of_day!r}"
+            )
 
     @property
     def window_ns(self) -> int:

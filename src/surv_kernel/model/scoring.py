@@ -15,6 +15,7 @@ from ..kernels import scoring as kernels
 from ..windows import MAD_TO_SIGMA
 from .baselines import CodeBaselines
 from .config import DetectionConfig
+from .profiles import window_bucket
 
 __all__ = ["SCALE_NAMES", "ScoredWindows", "score_windows"]
 
@@ -35,6 +36,7 @@ class ScoredWindows(NamedTuple):
     z: np.ndarray
     ratio: np.ndarray
     breach: np.ndarray  # bool
+    tod: np.ndarray  # the time-of-day factor the window's expected value was scaled by
 
 
 def score_windows(
@@ -42,16 +44,28 @@ def score_windows(
     groups: np.ndarray,
     rows: np.ndarray,
     row_desk: np.ndarray,
+    ts: np.ndarray,
     base: CodeBaselines,
     n_ac: int,
     cfg: DetectionConfig,
+    tod: np.ndarray | None = None,
 ) -> ScoredWindows:
     """Score the windows whose sums are ``sums``: window ``i`` belongs to the
     dense group ``groups[i]`` (``trader * n_ac + asset class``, indexing
     ``base``'s own arrays) and sits at the trade ``rows[i]`` of ``row_desk``
     (a cold group's peers are its trade's desk). Everything is per window:
-    its verdict depends on its own sum, its group's baseline and its desk."""
+    its verdict depends on its own sum, its group's baseline and its desk.
+
+    ``ts`` are the windows' timestamps: the expected value (median and sigma)
+    is scaled by the time-of-day factor ``base.tod[desk, bucket of the
+    window's midpoint]``, or by ``tod`` (one factor per window) when given:
+    day detection's factors from the day itself. All 1 with
+    ``cfg.time_of_day`` off."""
     m = len(sums)
+    if not cfg.time_of_day:
+        tod = np.ones(m)
+    elif tod is None:
+        tod = base.tod[row_desk[rows], window_bucket(ts, cfg.window_ns)]
     med, mad, scale, z, ratio = (np.empty(m) for _ in range(5))
     n, desk = np.empty(m, np.int64), np.empty(m, np.int64)
     src, scale_src = np.empty(m, np.int8), np.empty(m, np.int8)
@@ -61,6 +75,7 @@ def score_windows(
         groups,
         rows,
         row_desk,
+        tod,
         base.median,
         base.mad,
         base.n,
@@ -89,4 +104,4 @@ def score_windows(
         ratio,
         breach,
     )
-    return ScoredWindows(med, mad, n, src, desk, scale, scale_src, z, ratio, breach)
+    return ScoredWindows(med, mad, n, src, desk, scale, scale_src, z, ratio, breach, tod)
