@@ -121,6 +121,8 @@ def score_windows(
     scale_abs,
     z_level,
     ratio_level,
+    evidence_floor,
+    reliability_samples,
     med_out,
     mad_out,
     n_out,
@@ -151,8 +153,17 @@ def score_windows(
     - with the time-of-day factor ``f = tod[i]``: the median and sigma are
       the baseline's times ``f`` (what this window is expected to hold at
       this time of its desk's day); ``scale_abs`` is not scaled (it is a
-      USD floor), ``med_out`` is the unscaled baseline median.
+      USD floor), ``med_out`` is the unscaled baseline median;
+    - breach (see :func:`surv_kernel.model.scoring.evidence`): both pieces of
+      evidence ``z / z_level`` and ``ratio / ratio_level`` reach
+      ``evidence_floor`` (compared in their own units, ``z >= evidence_floor
+      * z_level``, so a floor of 1 is exactly the old AND of the two levels)
+      and their geometric mean (weights 1/2 each) reaches ``1 +
+      reliability_samples / n`` for an own baseline of ``n`` samples (1 for
+      peers): a baseline of few samples needs stronger evidence.
     """
+    z_floor = evidence_floor * z_level
+    r_floor = evidence_floor * ratio_level
     for i in range(sums.shape[0]):
         g = groups[i]
         med = g_median[g]
@@ -196,7 +207,9 @@ def score_windows(
         else:
             z = (s - med) / scale
             ratio = s / med if med > 0 else np.inf
-            breach = z >= z_level and ratio >= ratio_level
+            need = 1.0 + reliability_samples / n if (src == OWN and n > 0) else 1.0
+            comb = np.sqrt(max(z / z_level, 0.0) * max(ratio / ratio_level, 0.0))
+            breach = z >= z_floor and ratio >= r_floor and comb >= need
         med_out[i] = base_med
         mad_out[i] = mad
         n_out[i] = n

@@ -37,6 +37,12 @@ Breach
     multiplied by the window's desk's activity at that time of day over its
     typical time, in [1, 1.5] (:mod:`.profiles`): from the calibrated desk
     profiles, or from the day itself leaving the group's own trades out.
+    The two tests are one combined score (:func:`.scoring.evidence`): the
+    geometric mean of ``z / z_level`` and ``ratio / ratio_level`` must reach
+    ``1 + reliability_samples / samples`` with each piece at least
+    ``evidence_floor`` of its level; the defaults (1, 0) are the AND above.
+    Every explanation lists the pieces, their weights, the score and what it
+    had to reach.
 
 Baseline
     Per group, a median and MAD of its window sums (:func:`baseline_stats`:

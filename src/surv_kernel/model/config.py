@@ -47,6 +47,14 @@ class DetectionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
       and institutional books would otherwise lift the desk "normal" over a
       newcomer's abuse. The cost: a cold block trader alerts more readily.
     - ``scale_rel`` / ``scale_abs_usd``: the scale floor (see module docs).
+    - ``evidence_floor`` / ``reliability_samples``: the breach test combines
+      the evidence ``z / z_level`` and ``ratio / ratio_level`` into one score
+      (their geometric mean, weights 1/2) that must reach ``1 +
+      reliability_samples / n`` for an own baseline of ``n`` samples (1 for
+      peers), each piece reaching at least ``evidence_floor`` of its level
+      (1: both levels must be met, as before; below 1 a strong ratio carries
+      a z just under its level, and vice versa). See
+      :func:`surv_kernel.model.scoring.evidence` for the measurements.
     - ``time_of_day``: scale each window's expected value (baseline median and
       sigma) by its desk's activity at that time of day over the desk's typical
       time (:mod:`surv_kernel.model.profiles`): from the calibrated desk
@@ -74,6 +82,8 @@ class DetectionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     scale_rel: float = 0.1
     scale_abs_usd: float = 1000.0
     time_of_day: bool = True
+    evidence_floor: float = 1.0
+    reliability_samples: float = 0.0
 
     def __post_init__(self) -> None:
         def positive(name: str) -> None:
@@ -110,6 +120,15 @@ class DetectionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         if not (math.isfinite(self.scale_rel) and self.scale_rel >= 0):
             raise ValueError(f"DetectionConfig.scale_rel must be >= 0, got {self.scale_rel!r}")
         positive("scale_abs_usd")
+        if not (math.isfinite(self.evidence_floor) and 0.0 < self.evidence_floor <= 1.0):
+            raise ValueError(
+                f"DetectionConfig.evidence_floor must be in (0, 1], got {self.evidence_floor!r}"
+            )
+        if not (math.isfinite(self.reliability_samples) and self.reliability_samples >= 0):
+            raise ValueError(
+                "DetectionConfig.reliability_samples must be a finite number >= 0, "
+                f"got {self.reliability_samples!r}"
+            )
         if not isinstance(self.time_of_day, bool):
             raise ValueError(
                 f"DetectionConfig.time_of_day must be true or false, got {self.time_of_day!r}"
