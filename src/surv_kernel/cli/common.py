@@ -210,6 +210,12 @@ def option_groups() -> tuple[argparse.ArgumentParser, ...]:
         help="robust: floor AND deviation from the trader's baseline (default); "
         "static: every floor-passing episode",
     )
+    m.add_argument(
+        "--detectors",
+        default="volume_burst",
+        metavar="NAMES",
+        help="comma-separated typologies to run: volume_burst (default), structuring",
+    )
 
     pool = argparse.ArgumentParser(add_help=False)
     p = pool.add_argument_group("reading feeds")
@@ -263,6 +269,11 @@ def config_from_args(args: argparse.Namespace) -> Any:
             window_minutes=args.window_minutes,
             threshold_multiplier=args.threshold_multiplier,
             policy=args.policy,
+            detectors=tuple(
+                x.strip()
+                for x in getattr(args, "detectors", "volume_burst").split(",")
+                if x.strip()
+            ),
         )
     except ValueError as exc:
         raise CliError(EXIT_USAGE, str(exc)) from None

@@ -113,7 +113,14 @@ from .baselines import (
 )
 from .calibrate import calibrate
 from .config import POLICIES, DetectionConfig
-from .detector import DETECTORS, Detector, VolumeDetector, make_detector
+from .detector import (
+    DETECTORS,
+    Detector,
+    StructuringDetector,
+    VolumeDetector,
+    configured_detectors,
+    make_detector,
+)
 from .episodes import episode_starts
 from .profiles import DeskProfile
 from .scoring import SCALE_NAMES
@@ -138,10 +145,12 @@ __all__ = [
     "DetectionConfig",
     "Detector",
     "Explanation",
+    "StructuringDetector",
     "SuppressedEpisode",
     "VolumeDetector",
     "baseline_stats",
     "calibrate",
+    "configured_detectors",
     "detect",
     "detect_from_stats",
     "episode_starts",

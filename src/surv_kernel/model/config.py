@@ -62,6 +62,12 @@ class DetectionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
       group's own trades out. A busy open is not a burst (factors are in [1,
       1.5]: quiet times do not lower the expectation). False: every factor is 1
       (the model before time of day).
+    - ``detectors``: the typologies the pipeline runs (keys of
+      ``model.DETECTORS``: ``"volume_burst"``, ``"structuring"``).
+    - ``structuring_trade_fraction`` / ``structuring_min_trades``: the
+      structuring detector looks at trades of at most this fraction of their
+      asset-class floor, and needs this many of them in the peak window (see
+      :mod:`surv_kernel.model.structuring`).
 
     The defaults were chosen on labelled days of :mod:`surv_kernel.scenario`
     across seeds, trader mixes and knob settings (``python -m
@@ -84,6 +90,9 @@ class DetectionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     time_of_day: bool = True
     evidence_floor: float = 1.0
     reliability_samples: float = 0.0
+    detectors: tuple[str, ...] = ("volume_burst",)
+    structuring_trade_fraction: float = 0.5
+    structuring_min_trades: int = 8
 
     def __post_init__(self) -> None:
         def positive(name: str) -> None:
@@ -128,6 +137,36 @@ class DetectionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
             raise ValueError(
                 "DetectionConfig.reliability_samples must be a finite number >= 0, "
                 f"got {self.reliability_samples!r}"
+            )
+        if not (
+            isinstance(self.detectors, tuple)
+            and self.detectors
+            and all(isinstance(x, str) for x in self.detectors)
+            and len(set(self.detectors)) == len(self.detectors)
+        ):
+            raise ValueError(
+                "DetectionConfig.detectors must be a non-empty list of distinct detector "
+                f"names, got {self.detectors!r}"
+            )
+        from .detector import DETECTORS  # the registry imports this module
+
+        unknown = [x for x in self.detectors if x not in DETECTORS]
+        if unknown:
+            raise ValueError(
+                f"DetectionConfig.detectors: unknown {unknown}; known: {sorted(DETECTORS)}"
+            )
+        if not (
+            math.isfinite(self.structuring_trade_fraction)
+            and 0.0 < self.structuring_trade_fraction <= 1.0
+        ):
+            raise ValueError(
+                "DetectionConfig.structuring_trade_fraction must be in (0, 1], "
+                f"got {self.structuring_trade_fraction!r}"
+            )
+        if not (isinstance(self.structuring_min_trades, int) and self.structuring_min_trades >= 2):
+            raise ValueError(
+                "DetectionConfig.structuring_min_trades must be an int >= 2, "
+                f"got {self.structuring_min_trades!r}"
             )
         if not isinstance(self.time_of_day, bool):
             raise ValueError(
