@@ -92,3 +92,42 @@ def group_median_mad(values, group_offsets):
             median[g] = np.median(v)
             mad[g] = np.median(np.abs(v - median[g]))
     return median, mad
+
+
+# -- time-of-day factors (surv_kernel.model.profiles) ---------------------------------------
+
+TOD_PSEUDO, TOD_LO, TOD_HI = 20.0, 1.0, 1.5
+DAY_NS, BUCKET_NS, N_BUCKETS = 86_400 * 10**9, 30 * 60 * 10**9, 48
+
+
+def utc_bucket(t: int) -> int:
+    return (int(t) % DAY_NS) // BUCKET_NS
+
+
+def tod_factor_of_profile(counts, b: int) -> float:
+    """A desk's factor at bucket ``b`` from its records per bucket: records in
+    ``b`` over the typical bucket, both plus the pseudo-count, clipped; 1
+    without records. Typical: walking the buckets from the quietest, the count
+    of the one where the running total first reaches half the records."""
+    total = 0.0
+    for c in sorted(counts):  # in the order the running total below adds them
+        total += c
+    if not total > 0:
+        return 1.0
+    running, typical = 0.0, 0.0
+    for c in sorted(counts):
+        running += c
+        if 2.0 * running >= total:
+            typical = c
+            break
+    return min(max((counts[b] + TOD_PSEUDO) / (typical + TOD_PSEUDO), TOD_LO), TOD_HI)
+
+
+def day_tod_factor(trades, group, desk, t: int, window_ns: int) -> float:
+    """The factor of a window of ``group`` on ``desk`` at ``t`` from the day's
+    ``trades`` (tuples (group, desk, timestamp)), leaving the group's own out."""
+    counts = [0.0] * N_BUCKETS
+    for g, d, u in trades:
+        if d == desk and g != group:
+            counts[utc_bucket(u)] += 1.0
+    return tod_factor_of_profile(counts, utc_bucket(int(t) - int(window_ns) // 2))

@@ -623,3 +623,38 @@ def test_suppressed_episodes_later_alerted(url, day):
         cases.close(s, hit, "reported", "a miss of the robust run")
         got = feedback.suppressed_later_alerted(s)
         assert (got["alerts_decided"], got["alerts_true_positive"]) == (1, 1)
+
+
+def test_a_version_1_store_is_migrated_and_keeps_its_rows(tmp_path, monkeypatch):
+    """Migration 2 adds the explanation's time-of-day and evidence columns; a
+    suppressed row stored before reads back with what was true of it then
+    (factor 1, the former weights and floor; the evidence values unknown)."""
+    import surv_kernel.store.store as store_module
+    from surv_kernel.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+    url = f"sqlite:///{tmp_path / 'v1.db'}"
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS[:1])
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 1)
+    with open_store(url) as s:
+        assert s.version() == 1
+        with s.backend.transaction():
+            s.backend.execute(
+                "INSERT INTO runs (run_id, recorded_at, recorded_by, kind, code_version, config, "
+                "summary, n_desks, n_desks_failed, n_trades, n_alerts, n_suppressed, "
+                "n_quarantined) VALUES ('R1', '2024-03-14T00:00:00', 'ops', 'run', 'old', '{}', "
+                "'{}', 1, 0, 10, 0, 1, 0)"
+            )
+            s.backend.execute(
+                "INSERT INTO suppressed VALUES ((SELECT run_no FROM runs WHERE run_id = 'R1'), 0, "
+                "'T1', 'equity', 'volume_burst', 1, 2, 2, 3e6, 4, 'within_baseline', 3e6, 1e6, "
+                "1e6, 3.0, 'own', '', 1e6, 2e5, 20, 3e5, 'mad', 4.0, 3.0, 6.0, 5.0, 7)"
+            )
+    monkeypatch.undo()
+    with open_store(url) as s:
+        assert s.version() == SCHEMA_VERSION == 2
+        (row,) = s.suppressed("R1")
+    e = row["explanation"]
+    assert (e.time_of_day_factor, e.weight_z, e.weight_ratio, e.evidence_floor) == (
+        1.0, 0.5, 0.5, 1.0,
+    )  # fmt: skip
+    assert np.isnan(e.evidence_score) and e.z == 4.0 and row["reason"] == "within_baseline"

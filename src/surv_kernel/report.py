@@ -249,11 +249,13 @@ def _fmt_num(x: float, digits: int = 1) -> str:
 
 def _alert_level(e: Any) -> float:
     """The window sum an episode had to pass (robust policy): the largest of
-    the floor, median + z_level * scale and ratio_level * median."""
+    the floor, median + z_level * scale and ratio_level * median, the median
+    being the expected value at the peak's time of day (median x factor)."""
     levels = [e.floor_usd]
-    if math.isfinite(e.baseline_median_usd) and math.isfinite(e.scale_usd):
-        levels.append(e.baseline_median_usd + e.z_level * e.scale_usd)
-        levels.append(e.ratio_level * e.baseline_median_usd)
+    expected = e.baseline_median_usd * e.time_of_day_factor
+    if math.isfinite(expected) and math.isfinite(e.scale_usd):
+        levels.append(expected + e.z_level * e.scale_usd)
+        levels.append(e.ratio_level * expected)
     return max(levels)
 
 
@@ -297,7 +299,8 @@ def _chart_png(Figure: Any, alert: Any, batch: Any, rows: np.ndarray, window_ns:
     )
     x0, x1 = _to_datetime(curve_t[0]), _to_datetime(curve_t[-1])
     if math.isfinite(e.baseline_median_usd) and math.isfinite(e.scale_usd):
-        med, half = e.baseline_median_usd, e.z_level * e.scale_usd
+        # the expected window at the peak's time of day (median x factor)
+        med, half = e.baseline_median_usd * e.time_of_day_factor, e.z_level * e.scale_usd
         ax.fill_between(
             [x0, x1],
             [max(med - half, 0.0)] * 2,

@@ -213,6 +213,18 @@ def option_groups() -> tuple[argparse.ArgumentParser, ...]:
         help="robust: floor AND deviation from the trader's baseline (default); "
         "static: every floor-passing episode",
     )
+    m.add_argument(
+        "--detectors",
+        default="volume_burst",
+        metavar="NAMES",
+        help="comma-separated typologies to run: volume_burst (default), structuring",
+    )
+    m.add_argument(
+        "--time-of-day",
+        action="store_true",
+        help="scale each window's expected value by its desk's activity at that time of day "
+        "(batch runs only for now; see README 'Alert quality')",
+    )
 
     pool = argparse.ArgumentParser(add_help=False)
     p = pool.add_argument_group("reading feeds")
@@ -280,6 +292,12 @@ def config_from_args(args: argparse.Namespace) -> Any:
             window_minutes=args.window_minutes,
             threshold_multiplier=args.threshold_multiplier,
             policy=args.policy,
+            time_of_day=bool(getattr(args, "time_of_day", False)),
+            detectors=tuple(
+                x.strip()
+                for x in getattr(args, "detectors", "volume_burst").split(",")
+                if x.strip()
+            ),
         )
     except ValueError as exc:
         raise CliError(EXIT_USAGE, str(exc)) from None

@@ -103,6 +103,7 @@ def score_windows(
     groups,
     in_rows,
     desk,
+    tod,
     g_median,
     g_mad,
     g_n,
@@ -120,6 +121,8 @@ def score_windows(
     scale_abs,
     z_level,
     ratio_level,
+    evidence_floor,
+    reliability_samples,
     med_out,
     mad_out,
     n_out,
@@ -146,8 +149,21 @@ def score_windows(
       time median (when known: NaN means unknown);
     - scale = max(sigma, scale_rel * median, scale_abs) (NaN stays NaN as
       with np.maximum; only floor-only rows have a NaN median);
-    - ratio = sum / median, +inf for a median <= 0.
+    - ratio = sum / median, +inf for a median <= 0;
+    - with the time-of-day factor ``f = tod[i]``: the median and sigma are
+      the baseline's times ``f`` (what this window is expected to hold at
+      this time of its desk's day); ``scale_abs`` is not scaled (it is a
+      USD floor), ``med_out`` is the unscaled baseline median;
+    - breach (see :func:`surv_kernel.model.scoring.evidence`): both pieces of
+      evidence ``z / z_level`` and ``ratio / ratio_level`` reach
+      ``evidence_floor`` (compared in their own units, ``z >= evidence_floor
+      * z_level``, so a floor of 1 is exactly the old AND of the two levels)
+      and their geometric mean (weights 1/2 each) reaches ``1 +
+      reliability_samples / n`` for an own baseline of ``n`` samples (1 for
+      peers): a baseline of few samples needs stronger evidence.
     """
+    z_floor = evidence_floor * z_level
+    r_floor = evidence_floor * ratio_level
     for i in range(sums.shape[0]):
         g = groups[i]
         med = g_median[g]
@@ -171,6 +187,10 @@ def score_windows(
             if np.isfinite(rel):
                 sigma = rel * g_time_median[g]
                 ssrc = SCALE_CLASS
+        f = tod[i]
+        base_med = med
+        med = med * f
+        sigma = sigma * f
         rf = scale_rel * med
         if rf > sigma:
             ssrc = SCALE_REL
@@ -187,8 +207,10 @@ def score_windows(
         else:
             z = (s - med) / scale
             ratio = s / med if med > 0 else np.inf
-            breach = z >= z_level and ratio >= ratio_level
-        med_out[i] = med
+            need = 1.0 + reliability_samples / n if (src == OWN and n > 0) else 1.0
+            comb = np.sqrt(max(z / z_level, 0.0) * max(ratio / ratio_level, 0.0))
+            breach = z >= z_floor and ratio >= r_floor and comb >= need
+        med_out[i] = base_med
         mad_out[i] = mad
         n_out[i] = n
         src_out[i] = src
@@ -198,3 +220,44 @@ def score_windows(
         z_out[i] = z
         ratio_out[i] = ratio
         breach_out[i] = breach
+
+
+# -- time-of-day profiles (surv_kernel.model.profiles.day_tod_factors) ------------------------
+
+
+@njit(cache=True, nogil=True)
+def desk_bucket_counts(desk, ts, day_ns, bucket_ns, out):
+    """``out[desk[i], (ts[i] % day_ns) // bucket_ns] += 1`` for every row
+    (``out`` zeroed by the caller, shape (n_desks, buckets per day)): one pass
+    instead of an n-long bucket array, a combined key and a bincount."""
+    for i in range(ts.shape[0]):
+        out[desk[i], (ts[i] % day_ns) // bucket_ns] += 1.0
+
+
+@njit(cache=True, nogil=True)
+def group_desk_bucket_counts(offsets, order, desk, ts, groups, pair_of, day_ns, bucket_ns, out):
+    """For the groups ``groups[j]`` (their input rows ``order[offsets[g]:
+    offsets[g + 1]]``): ``out[p, bucket of the row] += 1`` where ``p =
+    pair_of[j, desk[row]]`` is the (group, desk) pair's row in ``out``; rows
+    on a desk whose pair is -1 are not counted (``out`` zeroed by the caller).
+
+    A group's rows are in time order, so the bucket is recomputed (two int64
+    divisions, the loop's main cost otherwise) only when a row leaves the
+    current bucket's ``[lo, hi)``; timestamps may be negative (before 1970),
+    where ``%`` and ``//`` floor like numpy's."""
+    for j in range(groups.shape[0]):
+        g = groups[j]
+        lo = np.int64(1)
+        hi = np.int64(0)  # empty: the first row computes its bucket
+        b = 0
+        for k in range(offsets[g], offsets[g + 1]):
+            r = order[k]
+            p = pair_of[j, desk[r]]
+            if p < 0:
+                continue
+            t = ts[r]
+            if not (lo <= t < hi):
+                b = (t % day_ns) // bucket_ns
+                lo = t - (t % bucket_ns)
+                hi = lo + bucket_ns
+            out[p, b] += 1.0

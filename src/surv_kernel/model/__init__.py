@@ -33,6 +33,16 @@ Breach
     max(sigma, scale_rel * median, scale_abs_usd)`` with ``sigma = MAD *
     1.4826``: the MAD of a trader whose every window is one trade of the same
     size is 0, so the scale never drops below a tenth of the median.
+    With ``time_of_day`` (off by default) the median and sigma are first
+    multiplied by the window's desk's activity at that time of day over its
+    typical time, in [1, 1.5] (:mod:`.profiles`): from the calibrated desk
+    profiles, or from the day itself leaving the group's own trades out.
+    The two tests are one combined score (:func:`.scoring.evidence`): the
+    geometric mean of ``z / z_level`` and ``ratio / ratio_level`` must reach
+    ``1 + reliability_samples / samples`` with each piece at least
+    ``evidence_floor`` of its level; the defaults (1, 0) are the AND above.
+    Every explanation lists the pieces, their weights, the score and what it
+    had to reach.
 
 Baseline
     Per group, a median and MAD of its window sums (:func:`baseline_stats`:
@@ -103,7 +113,14 @@ from .baselines import (
 )
 from .calibrate import calibrate
 from .config import POLICIES, DetectionConfig
-from .detector import DETECTORS, Detector, VolumeDetector, make_detector
+from .detector import (
+    DETECTORS,
+    Detector,
+    StructuringDetector,
+    VolumeDetector,
+    configured_detectors,
+    make_detector,
+)
 from .episodes import episode_starts
 from .profiles import DeskProfile
 from .scoring import SCALE_NAMES
@@ -128,10 +145,12 @@ __all__ = [
     "DetectionConfig",
     "Detector",
     "Explanation",
+    "StructuringDetector",
     "SuppressedEpisode",
     "VolumeDetector",
     "baseline_stats",
     "calibrate",
+    "configured_detectors",
     "detect",
     "detect_from_stats",
     "episode_starts",

@@ -15,7 +15,7 @@ import msgspec
 
 from .baselines import FLOOR_ONLY, OWN, SOURCE_NAMES
 from .config import DetectionConfig
-from .scoring import SCALE_NAMES
+from .scoring import EVIDENCE_WEIGHTS, SCALE_NAMES, evidence
 
 __all__ = [
     "Alert",
@@ -51,6 +51,29 @@ class Explanation(msgspec.Struct, frozen=True):
     z_level: float
     ratio_level: float
     n_windows: int  # breaching windows (alerts) or floor-passing windows (suppressed)
+    #: the desk's activity at the peak window's time of day over its typical time
+    #: (1: no profile, or DetectionConfig.time_of_day off); the expected window is
+    #: baseline_median_usd x this, and z and ratio are against it
+    time_of_day_factor: float = 1.0
+    #: the pieces of evidence of the breach test and their weights in the
+    #: combined score (see surv_kernel.model.scoring.evidence): z / z_level and
+    #: ratio / ratio_level, their weighted geometric mean, what it had to reach
+    #: (1 + reliability_samples / samples for an own baseline, the baseline's
+    #: reliability) and the floor each piece had to reach; NaN for floor-only
+    evidence_z: float = math.nan
+    evidence_ratio: float = math.nan
+    weight_z: float = EVIDENCE_WEIGHTS["z"]
+    weight_ratio: float = EVIDENCE_WEIGHTS["ratio"]
+    evidence_score: float = math.nan
+    evidence_required: float = math.nan
+    evidence_floor: float = 1.0
+
+    def evidence(self) -> list[dict[str, float | str]]:
+        """Each piece of evidence with its value (1 = at its level) and weight."""
+        return [
+            {"name": "z", "value": self.evidence_z, "weight": self.weight_z},
+            {"name": "ratio", "value": self.evidence_ratio, "weight": self.weight_ratio},
+        ]
 
     def describe(self) -> str:
         """One human-readable sentence with every number of the decision."""
@@ -62,11 +85,20 @@ class Explanation(msgspec.Struct, frozen=True):
             return f"{head}; no baseline (too little history, no peers): the floor alone decides"
         where = self.baseline_source + (f" {self.baseline_desk}" if self.baseline_desk else "")
         unit = "samples" if self.baseline_source == SOURCE_NAMES[OWN] else "peer groups"
+        tod = (
+            ""
+            if self.time_of_day_factor == 1.0
+            else f" x {self.time_of_day_factor:.2f} for the time of day"
+        )
         return (
             f"{head}; {self.ratio:.1f}x the {where} baseline median "
-            f"{fmt_usd(self.baseline_median_usd)} over {self.baseline_n} {unit} (MAD "
+            f"{fmt_usd(self.baseline_median_usd)}{tod} over {self.baseline_n} {unit} (MAD "
             f"{fmt_usd(self.baseline_mad_usd)}, sigma {fmt_usd(self.scale_usd)} from "
             f"{self.scale_source}); {verdict(self.z, self.ratio, self.z_level, self.ratio_level)}"
+            f"; evidence z {self.evidence_z:.2f} (weight {self.weight_z:g}) and ratio "
+            f"{self.evidence_ratio:.2f} (weight {self.weight_ratio:g}): score "
+            f"{self.evidence_score:.2f} vs required {self.evidence_required:.2f}"
+            f" (each >= {self.evidence_floor:g})"
         )
 
 
@@ -254,11 +286,13 @@ def episode_explanation(
     z: float,
     ratio: float,
     n_windows: int,
+    time_of_day_factor: float = 1.0,
 ) -> Explanation:
     """The :class:`Explanation` of one episode from its peak window's plain
     values: ``src`` / ``scale_src`` are SOURCE_NAMES / SCALE_NAMES codes,
     ``desk`` the peer desk's name ("" for none)."""
     floor_only = src == FLOOR_ONLY
+    ez, er, comb, need = evidence(z, ratio, baseline_n, src == OWN, cfg)
     # positional construction: ~3x cheaper than keywords, and a busy day
     # has tens of thousands of suppressed episodes (order: the fields)
     return Explanation(
@@ -278,6 +312,27 @@ def episode_explanation(
         cfg.z_level,
         cfg.ratio_level,
         n_windows,
+        time_of_day_factor,
+        ez,
+        er,
+        EVIDENCE_WEIGHTS["z"],
+        EVIDENCE_WEIGHTS["ratio"],
+        comb,
+        need,
+        cfg.evidence_floor,
+    )
+
+
+def _evidence_reason(expl: Explanation) -> str:
+    """The combined-evidence part of a suppression reason ("" when the rule is
+    the plain AND of the two levels, which ``verdict`` already says)."""
+    if expl.evidence_floor == 1.0 and expl.evidence_required == 1.0:
+        return ""
+    if math.isnan(expl.evidence_score):
+        return ""
+    return (
+        f", evidence score {expl.evidence_score:.2f} vs required {expl.evidence_required:.2f}"
+        f" (each piece >= {expl.evidence_floor:g})"
     )
 
 
@@ -301,7 +356,9 @@ def episode_suppressed(
         peak_ns,
         expl.window_sum_usd,  # peak_window_sum_usd
         n_trades,
-        "within baseline: " + verdict(expl.z, expl.ratio, cfg.z_level, cfg.ratio_level),
+        "within baseline: "
+        + verdict(expl.z, expl.ratio, cfg.z_level, cfg.ratio_level)
+        + _evidence_reason(expl),
         expl,
     )
 

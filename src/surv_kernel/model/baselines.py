@@ -26,7 +26,7 @@ from ..errors import DataError
 from ..kernels import scoring as kernels
 from ..windows import MAD_TO_SIGMA, WindowStats, group_median_mad
 from .config import DetectionConfig
-from .profiles import N_BUCKETS, DeskProfile
+from .profiles import N_BUCKETS, DeskProfile, history_tod_table
 
 __all__ = [
     "FENCE_RATIO",
@@ -274,6 +274,9 @@ class CodeBaselines(NamedTuple):
     peer_n: np.ndarray  # int64[n_ac, n_desk]
     peer_source: np.ndarray  # int8[n_ac, n_desk]: PEER_DESK, PEER_CLASS or FLOOR_ONLY
     class_rel_scale: np.ndarray  # float64[n_ac]: typical sigma / median, NaN if unknown
+    #: float64[n_desk, N_BUCKETS]: time-of-day factors from calibrated desk
+    #: profiles (all 1 without them; day detection computes its own per window)
+    tod: np.ndarray
 
 
 def group_codes(batch: TradeBatch) -> tuple[np.ndarray, int, int]:
@@ -545,7 +548,7 @@ def baselines_from_batch(
             cfg.peer_quantile,
         )
     peers = effective_peers(desk_p, class_p, n_ac, n_desk, cfg.min_peer_groups)
-    return CodeBaselines(median, mad, n_win, m_t, *peers)
+    return CodeBaselines(median, mad, n_win, m_t, *peers, np.ones((n_desk, N_BUCKETS)))
 
 
 def resolve_baselines(
@@ -590,7 +593,7 @@ def resolve_baselines(
         if ac in baselines.class_peers
     }
     peers = effective_peers(desk_p, class_p, n_ac, n_desk, cfg.min_peer_groups)
-    return CodeBaselines(median, mad, n, m_t, *peers)
+    return CodeBaselines(median, mad, n, m_t, *peers, history_tod_table(baselines.desks, desks))
 
 
 def check_notional(batch: TradeBatch) -> None:

@@ -47,6 +47,30 @@ class DetectionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
       and institutional books would otherwise lift the desk "normal" over a
       newcomer's abuse. The cost: a cold block trader alerts more readily.
     - ``scale_rel`` / ``scale_abs_usd``: the scale floor (see module docs).
+    - ``evidence_floor`` / ``reliability_samples``: the breach test combines
+      the evidence ``z / z_level`` and ``ratio / ratio_level`` into one score
+      (their geometric mean, weights 1/2) that must reach ``1 +
+      reliability_samples / n`` for an own baseline of ``n`` samples (1 for
+      peers), each piece reaching at least ``evidence_floor`` of its level
+      (1: both levels must be met, as before; below 1 a strong ratio carries
+      a z just under its level, and vice versa). See
+      :func:`surv_kernel.model.scoring.evidence` for the measurements.
+    - ``time_of_day``: scale each window's expected value (baseline median and
+      sigma) by its desk's activity at that time of day over the desk's typical
+      time (:mod:`surv_kernel.model.profiles`): from the calibrated desk
+      profiles when baselines are given, else from the day itself leaving the
+      group's own trades out. A busy open is not a burst (factors are in [1,
+      1.5]: quiet times do not lower the expectation). False (the default for
+      now): every factor is 1, the model before time of day. Off by default
+      because the stream and the bounded-memory engine do not carry the
+      factors yet (they refuse it), and defaults must give the same alerts on
+      every engine; measured gains with it on are in the README.
+    - ``detectors``: the typologies the pipeline runs (keys of
+      ``model.DETECTORS``: ``"volume_burst"``, ``"structuring"``).
+    - ``structuring_trade_fraction`` / ``structuring_min_trades``: the
+      structuring detector looks at trades of at most this fraction of their
+      asset-class floor, and needs this many of them in the peak window (see
+      :mod:`surv_kernel.model.structuring`).
 
     The defaults were chosen on labelled days of :mod:`surv_kernel.scenario`
     across seeds, trader mixes and knob settings (``python -m
@@ -66,6 +90,12 @@ class DetectionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     peer_quantile: float = 0.25
     scale_rel: float = 0.1
     scale_abs_usd: float = 1000.0
+    time_of_day: bool = False
+    evidence_floor: float = 1.0
+    reliability_samples: float = 0.0
+    detectors: tuple[str, ...] = ("volume_burst",)
+    structuring_trade_fraction: float = 0.5
+    structuring_min_trades: int = 8
 
     def __post_init__(self) -> None:
         def positive(name: str) -> None:
@@ -102,6 +132,49 @@ class DetectionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         if not (math.isfinite(self.scale_rel) and self.scale_rel >= 0):
             raise ValueError(f"DetectionConfig.scale_rel must be >= 0, got {self.scale_rel!r}")
         positive("scale_abs_usd")
+        if not (math.isfinite(self.evidence_floor) and 0.0 < self.evidence_floor <= 1.0):
+            raise ValueError(
+                f"DetectionConfig.evidence_floor must be in (0, 1], got {self.evidence_floor!r}"
+            )
+        if not (math.isfinite(self.reliability_samples) and self.reliability_samples >= 0):
+            raise ValueError(
+                "DetectionConfig.reliability_samples must be a finite number >= 0, "
+                f"got {self.reliability_samples!r}"
+            )
+        if not (
+            isinstance(self.detectors, tuple)
+            and self.detectors
+            and all(isinstance(x, str) for x in self.detectors)
+            and len(set(self.detectors)) == len(self.detectors)
+        ):
+            raise ValueError(
+                "DetectionConfig.detectors must be a non-empty list of distinct detector "
+                f"names, got {self.detectors!r}"
+            )
+        from .detector import DETECTORS  # the registry imports this module
+
+        unknown = [x for x in self.detectors if x not in DETECTORS]
+        if unknown:
+            raise ValueError(
+                f"DetectionConfig.detectors: unknown {unknown}; known: {sorted(DETECTORS)}"
+            )
+        if not (
+            math.isfinite(self.structuring_trade_fraction)
+            and 0.0 < self.structuring_trade_fraction <= 1.0
+        ):
+            raise ValueError(
+                "DetectionConfig.structuring_trade_fraction must be in (0, 1], "
+                f"got {self.structuring_trade_fraction!r}"
+            )
+        if not (isinstance(self.structuring_min_trades, int) and self.structuring_min_trades >= 2):
+            raise ValueError(
+                "DetectionConfig.structuring_min_trades must be an int >= 2, "
+                f"got {self.structuring_min_trades!r}"
+            )
+        if not isinstance(self.time_of_day, bool):
+            raise ValueError(
+                f"DetectionConfig.time_of_day must be true or false, got {self.time_of_day!r}"
+            )
 
     @property
     def window_ns(self) -> int:

@@ -23,7 +23,15 @@ from .calibrate import calibrate
 from .config import DetectionConfig, resolve_config
 from .volume import detect
 
-__all__ = ["DETECTORS", "Detector", "VolumeDetector", "make_detector", "run_detectors"]
+__all__ = [
+    "DETECTORS",
+    "Detector",
+    "StructuringDetector",
+    "VolumeDetector",
+    "configured_detectors",
+    "make_detector",
+    "run_detectors",
+]
 
 
 @runtime_checkable
@@ -71,8 +79,13 @@ class VolumeDetector:
         return f"VolumeDetector({self.config!r})"
 
 
+from .structuring import StructuringDetector  # noqa: E402 (uses detect, like VolumeDetector)
+
 #: Typology name -> detector class (constructed with a DetectionConfig).
-DETECTORS: dict[str, type] = {VolumeDetector.name: VolumeDetector}
+DETECTORS: dict[str, type] = {
+    VolumeDetector.name: VolumeDetector,
+    StructuringDetector.name: StructuringDetector,
+}
 
 
 def make_detector(name: str, config: DetectionConfig | None = None) -> Detector:
@@ -82,6 +95,12 @@ def make_detector(name: str, config: DetectionConfig | None = None) -> Detector:
     except KeyError:
         raise ValueError(f"unknown detector {name!r}; known: {sorted(DETECTORS)}") from None
     return cls(config)
+
+
+def configured_detectors(config: DetectionConfig | None = None) -> list[Detector]:
+    """The detectors ``config.detectors`` names, in that order."""
+    cfg = resolve_config(config)
+    return [make_detector(name, cfg) for name in cfg.detectors]
 
 
 def run_detectors(

@@ -28,6 +28,7 @@ from .baselines import (
 )
 from .config import DetectionConfig, check_baselines, resolve_config
 from .episodes import episode_starts, segment_argmax
+from .profiles import day_tod_factors
 from .scoring import score_windows
 
 __all__ = ["detect", "detect_from_stats", "floor_rows", "floors_of"]
@@ -105,6 +106,7 @@ class _Rows(NamedTuple):
     z: np.ndarray
     ratio: np.ndarray
     breach: np.ndarray
+    tod: np.ndarray  # time-of-day factor of the expected value
 
 
 def _score_rows(
@@ -115,13 +117,23 @@ def _score_rows(
     F: np.ndarray,
     Fg: np.ndarray,
     n_ac: int,
+    from_day: bool,
 ) -> _Rows:
     """Baseline, z, ratio and the breach decision of each floor-passing window
-    (:func:`surv_kernel.model.scoring.score_windows`, one jitted pass)."""
+    (:func:`surv_kernel.model.scoring.score_windows`, one jitted pass).
+    ``from_day``: time-of-day factors from the day itself (no baselines)."""
     in_rows = ws.order[F]
     s = ws.sums[F]
-    scored = score_windows(s, Fg, in_rows, batch.desk, base, n_ac, cfg)
-    return _Rows(F, Fg, s, batch.timestamp_ns[in_rows], *scored)
+    ts = batch.timestamp_ns[in_rows]
+    tod = None
+    if from_day and cfg.time_of_day:
+        n_desk = max(len(batch.dictionaries.desk), 1)
+        tod = day_tod_factors(
+            batch.desk, batch.timestamp_ns, n_desk, ws.group_offsets, ws.order, Fg,
+            batch.desk[in_rows].astype(np.int64), ts, cfg.window_ns,
+        )  # fmt: skip
+    scored = score_windows(s, Fg, in_rows, batch.desk, ts, base, n_ac, cfg, tod)
+    return _Rows(F, Fg, s, ts, *scored)
 
 
 def detect_from_stats(
@@ -169,7 +181,7 @@ def detect_from_stats(
         base = resolve_baselines(
             baselines, d.trader.values, d.asset_class.values, d.desk.values, cfg
         )
-    r = _score_rows(batch, ws, cfg, base, F, Fg, n_ac)
+    r = _score_rows(batch, ws, cfg, base, F, Fg, n_ac, baselines is None)
 
     # 3. episodes: floor episodes over the floor-passing windows; alert
     # episodes over the breaching ones (all floor episodes under "static")
@@ -265,6 +277,7 @@ def _build(
         peak.tolist(),
         ws.counts[r.F[peak]].tolist(),
         first.tolist(),
+        r.tod[peak].tolist(),
         strict=True,
     )
     out = []
@@ -289,9 +302,12 @@ def _build(
         i,
         ntr,
         fw,
+        tod,
     ) in cols:
         desk = desks[dk] if dk >= 0 else ""
-        expl = episode_explanation(cfg, s, acf, src, desk, med, mad, bn, sc, ssrc, z, ratio, nw)
+        expl = episode_explanation(
+            cfg, s, acf, src, desk, med, mad, bn, sc, ssrc, z, ratio, nw, tod
+        )
         if not as_alerts:
             out.append(episode_suppressed(cfg, trader, ac, start, end, pk_ns, ntr, expl))
             continue

@@ -49,7 +49,7 @@ from ..batch import TradeBatch
 from ..errors import ConfigError, DataError, InputError
 from ..ingest import DEFAULT_CHUNK_BYTES
 from ..model import Baselines, DetectionConfig, calibrate
-from ..model.detector import Detector, VolumeDetector
+from ..model.detector import Detector, configured_detectors
 from ..observability import MetricsRegistry
 from .engines import DeskFailure, Engine, EngineResult, LocalEngine, merge_batches
 from .run import alert_desks
@@ -230,7 +230,7 @@ def backtest(
     if rolling is not None and not (isinstance(rolling, int) and rolling >= 1):
         raise ConfigError(f"rolling calibration needs N >= 1 days, got {rolling!r}")
     cfg = config if config is not None else DetectionConfig()
-    dets = list(detectors) if detectors is not None else [VolumeDetector(cfg)]
+    dets = list(detectors) if detectors is not None else configured_detectors(cfg)
     eng = engine if engine is not None else LocalEngine()
     days = history_days(history)
     in_range = [d for d in days if start <= d <= end]

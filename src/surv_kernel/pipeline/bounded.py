@@ -96,6 +96,7 @@ from ..model.baselines import (
 )
 from ..model.config import DetectionConfig
 from ..model.detector import Detector, VolumeDetector
+from ..model.profiles import N_BUCKETS
 from ..model.volume import detect_from_stats, floor_rows, floors_of
 from ..observability import MetricsRegistry, metrics
 from ..windows import window_stats
@@ -463,6 +464,13 @@ class BoundedEngine:
                 f"(got {[getattr(d, 'name', d) for d in detectors]}); use the local engine"
             )
         cfg = detectors[0].config
+        if cfg.time_of_day:
+            # the day's time-of-day factors need every desk's whole day at
+            # once (leave-trader-out activity): not computed slice by slice yet
+            raise ConfigError(
+                "the bounded-memory engine scores without time-of-day factors; run it with "
+                "time_of_day=false or use --memory day"
+            )
         t0 = time.perf_counter()
         with _spill_dir(self.spill_dir) as root:
             spill = _Spill(root)
@@ -602,7 +610,8 @@ class BoundedEngine:
                 cfg.peer_quantile,
             )
         peers = effective_peers(desk_p, class_p, n_ac, max(len(desk_names), 1), cfg.min_peer_groups)
-        return CodeBaselines(median, mad, n_win, m_t, *peers)
+        n_desk = max(len(desk_names), 1)
+        return CodeBaselines(median, mad, n_win, m_t, *peers, np.ones((n_desk, N_BUCKETS)))
 
     @staticmethod
     def _detect(

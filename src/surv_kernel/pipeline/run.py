@@ -21,7 +21,7 @@ from ..batch import TradeBatch
 from ..ingest import DEFAULT_CHUNK_BYTES, QuarantineRecord
 from ..model import Baselines, Detection, DetectionConfig
 from ..model.config import check_baselines, resolve_config
-from ..model.detector import Detector, VolumeDetector
+from ..model.detector import Detector, configured_detectors
 from ..observability import MetricsRegistry, metrics, reason_label
 from . import plausibility
 from .completeness import FAILED, PARTIAL, DeskReconciliation, IncompleteFeedError, reconcile
@@ -238,7 +238,7 @@ def run(
     ratio = plausibility.min_volume_ratio(min_volume_ratio)
     cfg = resolve_config(config)
     check_baselines(baselines, cfg)
-    dets = list(detectors) if detectors is not None else [VolumeDetector(cfg)]
+    dets = list(detectors) if detectors is not None else configured_detectors(cfg)
     reg = registry if registry is not None else metrics
     eng = engine if engine is not None else LocalEngine(registry=reg)
     t_start = time.perf_counter()

@@ -230,6 +230,22 @@ MIGRATIONS: list[Migration] = [
         _V1_COMMON,
         {"sqlite": _V1_SQLITE, "postgresql": _V1_POSTGRES},
     ),
+    Migration(
+        2,
+        "suppressed episodes: the explanation's time-of-day factor and breach evidence",
+        # rows stored before keep what was true of them: factor 1 (no time of
+        # day then), the former weights and floor; the evidence values unknown
+        [
+            "ALTER TABLE suppressed ADD COLUMN time_of_day_factor DOUBLE PRECISION DEFAULT 1.0",
+            "ALTER TABLE suppressed ADD COLUMN evidence_z DOUBLE PRECISION",
+            "ALTER TABLE suppressed ADD COLUMN evidence_ratio DOUBLE PRECISION",
+            "ALTER TABLE suppressed ADD COLUMN weight_z DOUBLE PRECISION DEFAULT 0.5",
+            "ALTER TABLE suppressed ADD COLUMN weight_ratio DOUBLE PRECISION DEFAULT 0.5",
+            "ALTER TABLE suppressed ADD COLUMN evidence_score DOUBLE PRECISION",
+            "ALTER TABLE suppressed ADD COLUMN evidence_required DOUBLE PRECISION",
+            "ALTER TABLE suppressed ADD COLUMN evidence_floor DOUBLE PRECISION DEFAULT 1.0",
+        ],
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..batch import Dictionaries, TradeBatch
+from ..errors import ConfigError
 from ..ingest import Quarantine, QuarantineRecord, decode_feed
 from ..kernels import scoring as model_kernels
 from ..model.alerts import (
@@ -33,6 +34,7 @@ from ..model.alerts import (
 )
 from ..model.baselines import FLOOR_ONLY, Baselines, CodeBaselines, resolve_baselines
 from ..model.config import DetectionConfig, check_baselines, resolve_config
+from ..model.profiles import N_BUCKETS
 from ..model.scoring import score_windows
 from ..observability import metrics as _global_metrics
 from ..reference import UnknownAssetClassError, asset_class_floor
@@ -134,6 +136,13 @@ class SurveillanceStream:
     ) -> None:
         cfg = resolve_config(config)
         check_baselines(baselines, cfg)
+        if cfg.time_of_day:
+            # the stream's peak records (and so its checkpoints) carry no
+            # time-of-day factor yet: refuse rather than drift from batch
+            raise ConfigError(
+                "DetectionConfig.time_of_day is batch-only for now: the stream scores with "
+                "factor 1; run the stream with time_of_day=false"
+            )
         if isinstance(lateness_ns, bool) or not isinstance(lateness_ns, (int, np.integer)):
             raise TypeError(
                 f"lateness_ns must be an integer number of nanoseconds, got {lateness_ns!r}"
@@ -431,6 +440,7 @@ class SurveillanceStream:
                     np.zeros((self._n_ac, n_desk), np.int64),
                     np.full((self._n_ac, n_desk), FLOOR_ONLY, np.int8),
                     np.full(self._n_ac, np.nan),
+                    np.ones((n_desk, N_BUCKETS)),  # no time-of-day scaling (refused above)
                 )
             else:
                 cb = self._resolve(())
@@ -440,6 +450,7 @@ class SurveillanceStream:
                     cb.peer_n,
                     cb.peer_source,
                     cb.class_rel_scale,
+                    cb.tod,
                 )
 
     def _resolve(self, traders: Sequence[str]) -> CodeBaselines:
@@ -721,7 +732,7 @@ class SurveillanceStream:
         g_tm[pos] = self._groups.own_tm[active]
         sums = ws.sums[P]
         own = CodeBaselines(g_med, g_mad, g_n, g_tm, *self._peers)
-        scored = score_windows(sums, layout, ws.order[P], desk_c, own, n_ac, cfg)
+        scored = score_windows(sums, layout, ws.order[P], desk_c, tsP, own, n_ac, cfg)
         rec = empty_chain(len(P))
         rec["s"] = sums
         rec["pk_ns"] = tsP
