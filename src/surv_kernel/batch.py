@@ -88,7 +88,9 @@ class Dictionaries:
         self.trade_ids: Any = None
 
 
-_COLUMNS = {
+#: The numeric columns of a TradeBatch and their dtypes, in order (the trade
+#: ids are an object column beside them); every writer of columns uses it.
+COLUMNS = {
     "timestamp_ns": dtypes.TIMESTAMP,
     "notional_usd": dtypes.NOTIONAL,
     "notional": dtypes.NOTIONAL,
@@ -115,7 +117,7 @@ class TradeBatch:
       from a row to the trade for alerts
     """
 
-    __slots__ = (*_COLUMNS, "dictionaries", "trade_id")
+    __slots__ = (*COLUMNS, "dictionaries", "trade_id")
 
     def __init__(
         self,
@@ -150,7 +152,7 @@ class TradeBatch:
             "desk": desk,
             "surveillance_required": surveillance_required,
         }
-        for name, dtype in _COLUMNS.items():
+        for name, dtype in COLUMNS.items():
             column = np.ascontiguousarray(given[name], dtype=dtype)
             if column.ndim != 1 or len(column) != n:
                 raise ValueError(
@@ -186,7 +188,7 @@ class TradeBatch:
 
     def take(self, rows: np.ndarray) -> TradeBatch:
         """The rows ``rows`` (an index array or boolean mask) as a new batch."""
-        cols = {name: getattr(self, name)[rows] for name in _COLUMNS}
+        cols = {name: getattr(self, name)[rows] for name in COLUMNS}
         return TradeBatch(trade_id=self.trade_id[rows], dictionaries=self.dictionaries, **cols)
 
     @classmethod
@@ -200,7 +202,7 @@ class TradeBatch:
                 "batches from different runs cannot be concatenated: their dictionary codes "
                 "disagree; decode them with one shared Dictionaries object"
             )
-        cols = {name: np.concatenate([getattr(b, name) for b in batches]) for name in _COLUMNS}
+        cols = {name: np.concatenate([getattr(b, name) for b in batches]) for name in COLUMNS}
         ids = np.concatenate([b.trade_id for b in batches])
         return cls(trade_id=ids, dictionaries=d, **cols)
 

@@ -10,9 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import dtypes
 from .. import feedscan as fs
-from ..batch import Dictionaries, TradeBatch
+from ..batch import COLUMNS, Dictionaries, TradeBatch
 from ..reference import (
     ReferenceData,
     ReferenceDataError,
@@ -412,16 +411,7 @@ def _put(dst: np.ndarray, src: np.ndarray, rows: np.ndarray | None) -> None:
         np.take(src, rows, out=dst)
 
 
-_OUT_COLUMNS = (
-    ("timestamp_ns", dtypes.TIMESTAMP),
-    ("notional_usd", dtypes.NOTIONAL),
-    ("notional", dtypes.NOTIONAL),
-    ("trader", dtypes.CODE),
-    ("asset_class", dtypes.CODE),
-    ("currency", dtypes.CODE),
-    ("desk", dtypes.CODE),
-    ("surveillance_required", np.dtype(np.bool_)),
-)
+_OUT_COLUMNS = tuple(COLUMNS.items())  # (name, dtype), the TradeBatch's own
 
 
 class Sink:

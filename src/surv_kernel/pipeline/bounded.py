@@ -78,8 +78,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from .. import dtypes
-from ..batch import Dictionaries, TradeBatch
+from ..batch import COLUMNS, Dictionaries, TradeBatch
 from ..errors import ConfigError
 from ..ingest import Quarantine, TradeIdSet
 from ..kernels import scoring as score_kernels
@@ -118,16 +117,7 @@ N_SPILL = 64
 DEFAULT_ROWS_PER_SLICE = 500_000
 
 # the columns of a spill piece, in file order (the trade ids follow)
-_COLUMNS = (
-    ("timestamp_ns", dtypes.TIMESTAMP),
-    ("notional_usd", dtypes.NOTIONAL),
-    ("notional", dtypes.NOTIONAL),
-    ("trader", dtypes.CODE),
-    ("asset_class", dtypes.CODE),
-    ("currency", dtypes.CODE),
-    ("desk", dtypes.CODE),
-    ("surveillance_required", np.dtype(np.bool_)),
-)
+_COLUMNS = tuple(COLUMNS.items())  # (name, dtype), the TradeBatch's own
 _LENGTH = np.dtype(np.int32)  # bytes of each trade id
 
 
