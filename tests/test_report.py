@@ -75,7 +75,7 @@ def test_report_is_self_contained_with_one_png_chart_per_alert(day):
     assert not re.search(r'(src|href)="(https?:)?//', page)
     assert "<link" not in page and "@import" not in page and "url(" not in page
     # every alert is listed, the list starts sorted by score (highest first)
-    scores = [float(x) for x in re.findall(r"<tr><td data-v='([0-9.]+)'>", page)]
+    scores = [float(x) for x in re.findall(r"<tr[^>]*><td data-v='([0-9.]+)'>", page)]
     assert len(scores) >= len(det.alerts)
     listed = scores[: len(det.alerts)]
     assert listed == sorted(listed, reverse=True)
@@ -250,7 +250,215 @@ def test_alert_list_sorts_in_the_browser(day, tmp_path):
         text=True,
     ).stdout
     table = out.split('id="alerts"', 1)[1].split("</table>", 1)[0]
-    traders = re.findall(r"<tr><td data-v=\"[^\"]*\">[^<]*</td><td>([^<]*)</td>", table)
+    traders = re.findall(r"<tr[^>]*><td data-v=\"[^\"]*\">[^<]*</td><td>([^<]*)</td>", table)
     assert len(traders) == len(det.alerts)
     assert traders == sorted(traders)
     assert traders != [a.trader_id for a in sorted(det.alerts, key=lambda a: -a.score)]
+
+
+# -- the alert list: every alert, desk, date, id, case status; filter, sort, export ----------
+
+
+def _home_desks(sc, det):
+    from surv_kernel.pipeline.run import home_desks
+
+    return home_desks(sc.batch, det.alerts)
+
+
+def _rows(page: str) -> list[str]:
+    """The alert list's body rows (their opening tags and cells), in order."""
+    table = page.split('id="alerts"', 1)[1].split("</table>", 1)[0]
+    return re.findall(r"<tr [^>]*>.*?</tr>", table.split("<tbody>", 1)[1])
+
+
+def test_alert_list_has_every_alert_beyond_the_charted_ones(day):
+    sc, det = day
+    desks = _home_desks(sc, det)
+    page, info = _render(sc, det, max_charts=2, desks=desks)
+    assert info["detailed"] == 2
+    rows = _rows(page)
+    assert len(rows) == len(det.alerts)
+    for alert, desk in zip(det.alerts, desks, strict=True):
+        (row,) = [r for r in rows if alert.alert_id in r]
+        assert f'data-desk="{desk}"' in row and f"<td>{desk}</td>" in row
+        assert f"<td>{report.trading_date(alert.start_ns)}</td>" in row
+        # no store: the case columns say so
+        assert row.count("<td>not stored</td>") == 2 and 'data-status="not stored"' in row
+    assert "run with --store URL" in page
+    # keyboard-sortable headings, with the initial sort announced
+    assert page.count("<th tabindex='0'") == 15
+    assert "<th tabindex='0' data-type='num' class='desc' aria-sort='descending'>score" in page
+    with pytest.raises(ValueError, match="one desk per alert"):
+        _render(sc, det, desks=desks[:-1])
+
+
+def test_alert_list_shows_the_cases_it_is_given(day):
+    sc, det = day
+    first, second = det.alerts[0].alert_id, det.alerts[1].alert_id
+    cases = {
+        first: {"status": "closed", "assignee": "maria", "disposition": "false_positive"},
+        second: {"status": "open", "assignee": None, "disposition": None},
+    }
+    page, _ = _render(sc, det, max_charts=0, cases=cases)
+    rows = {a.alert_id: r for a in det.alerts for r in _rows(page) if a.alert_id in r}
+    assert "<td>closed</td><td>false_positive</td>" in rows[first]
+    assert 'data-status="closed"' in rows[first]
+    assert "<td>open</td><td>-</td>" in rows[second]
+    # an alert the store lacks
+    assert "<td>not stored</td><td>not stored</td>" in rows[det.alerts[2].alert_id]
+    assert "from the alert store" in page
+    # the status filter offers exactly the statuses present
+    assert re.findall(r'data-filter="status">(.*?)</select>', page) == [
+        '<option value="">all</option><option value="closed">closed</option>'
+        '<option value="not stored">not stored</option><option value="open">open</option>'
+    ]
+
+
+def test_alert_list_escapes_desks_and_case_values(day):
+    sc, det = day
+    evil = "<img src=x onerror=alert(1)>\"'&"
+    cases = {a.alert_id: {"status": evil, "disposition": evil} for a in det.alerts}
+    page, _ = _render(sc, det, max_charts=0, desks=[evil] * len(det.alerts), cases=cases)
+    assert "<img src=x" not in page
+    esc = "&lt;img src=x onerror=alert(1)&gt;&quot;&#x27;&amp;"
+    assert page.count(f'data-desk="{esc}"') == len(det.alerts)
+    assert page.count(f"<td>{esc}</td>") == 3 * len(det.alerts)  # desk, status, disposition
+    assert f'<option value="{esc}">{esc}</option>' in page
+
+
+def test_run_report_reads_status_and_disposition_from_a_sqlite_store(tmp_path, monkeypatch):
+    from surv_kernel.cli import main
+    from surv_kernel.cli.demo import slug
+    from surv_kernel.store import open_store
+
+    monkeypatch.chdir(tmp_path)
+    feeds = tmp_path / "feeds"
+    feeds.mkdir()
+    for desk, data in generate_day(1, n_traders=40, n_episodes=10).feeds().items():
+        (feeds / f"{slug(desk)}.json").write_bytes(data)
+    url = f"sqlite:///{tmp_path / 'alerts.db'}"
+    out = tmp_path / "out"
+
+    def run() -> str:
+        args = ["run", str(feeds), "--out", str(out), "--store", url]
+        assert main([*args, "--report", str(out / "report.html"), "--max-charts", "1"]) == 0
+        return (out / "report.html").read_text()
+
+    page = run()  # first run: every alert is a new, open case
+    with open_store(url) as store:
+        stored = store.list_alerts()
+    assert len(stored) > 3
+    rows = {r["alert_id"]: row for r in stored for row in _rows(page) if r["alert_id"] in row}
+    assert len(rows) == len(stored) == len(_rows(page))
+    for r in stored:
+        assert f"<td>{r['desk']}</td><td>{r['trading_date']}</td>" in rows[r["alert_id"]]
+        assert "<td>open</td><td>-</td>" in rows[r["alert_id"]]
+    top = stored[0]["alert_id"]
+    assert main(["alerts", "assign", top, "--to", "maria", "--store", url]) == 0
+    assert (
+        main(
+            ["alerts", "close", top, "--store", url, "--disposition", "no_action"]
+            + ["--reason", "hedge"]
+        )
+        == 0
+    )
+    page = run()  # the same day again: the report shows the decided case
+    (row,) = [r for r in _rows(page) if top in r]
+    assert "<td>closed</td><td>no_action</td>" in row
+    assert sum("<td>open</td><td>-</td>" in r for r in _rows(page)) == len(stored) - 1
+    assert "not stored" not in "".join(_rows(page))
+
+
+def _browse(tmp_path, page: str, fragment: str) -> str:
+    """The DOM after the page's script ran with ``#fragment``."""
+    html_path = tmp_path / "report.html"
+    html_path.write_text(page, encoding="utf-8")
+    return subprocess.run(
+        _chromium_args(tmp_path, "--dump-dom", html_path.as_uri() + "#" + fragment),
+        check=True,
+        capture_output=True,
+        timeout=90,
+        text=True,
+    ).stdout
+
+
+def _shown(dom: str) -> list[str]:
+    return [r for r in _rows(dom) if not re.match(r"<tr [^>]*\bhidden\b", r)]
+
+
+@pytest.fixture(scope="module")
+def browsable(day):
+    """A report with desks and a few cases, so every filter has something to do."""
+    sc, det = day
+    desks = _home_desks(sc, det)
+    assert len(set(desks)) >= 2, "the fixture day must spread its alerts over desks"
+    cases = {
+        a.alert_id: {"status": "closed" if i % 3 == 0 else "open", "disposition": None}
+        for i, a in enumerate(det.alerts)
+    }
+    page, _ = _render(sc, det, max_charts=0, desks=desks, cases=cases)
+    return sc, det, desks, cases, page
+
+
+@needs_chromium
+def test_filters_and_search_in_the_browser(browsable, tmp_path):
+    from urllib.parse import quote
+
+    sc, det, desks, cases, page = browsable
+    desk = sorted(set(desks))[0]
+    dom = _browse(tmp_path, page, f"filter=desk:{quote(desk)}")
+    want = {a.alert_id for a, d in zip(det.alerts, desks, strict=True) if d == desk}
+    shown = _shown(dom)
+    assert {a.alert_id for a in det.alerts if any(a.alert_id in r for r in shown)} == want
+    assert len(shown) == len(want) < len(det.alerts)
+    assert f">{len(want)} of {len(det.alerts)} shown<" in dom
+
+    # two filters at once: desk and status
+    dom = _browse(tmp_path, page, f"filter=desk:{quote(desk)},status:closed")
+    want2 = {i for i in want if cases[i]["status"] == "closed"}
+    assert {i for i in want if any(i in r for r in _shown(dom))} == want2
+    assert len(_shown(dom)) == len(want2)
+
+    # free-text search: an alert id finds its row only
+    target = det.alerts[-1]
+    dom = _browse(tmp_path, page, f"q={target.alert_id[:10].upper()}")
+    (only,) = _shown(dom)
+    assert target.alert_id in only
+
+
+@needs_chromium
+def test_sort_sets_aria_sort_in_the_browser(browsable, tmp_path):
+    sc, det, desks, cases, page = browsable
+    dom = _browse(tmp_path, page, "sort=-peak%20window%20USD")
+    heads = re.findall(
+        r"<th [^>]*aria-sort=\"(\w+)\"[^>]*>([^<]*)</th>", dom.split('id="alerts"')[1]
+    )
+    assert ("descending", "peak window USD") in heads
+    assert sum(s != "none" for s, _ in heads[:15]) == 1  # score no longer claims it
+    got = [next(a for a in det.alerts if a.alert_id in r).peak_window_sum_usd for r in _rows(dom)]
+    assert len(got) == len(det.alerts) and got == sorted(got, reverse=True)
+
+
+@needs_chromium
+def test_csv_export_of_the_filtered_rows_in_the_browser(browsable, tmp_path):
+    import csv
+    import html as html_mod
+    import io
+    from urllib.parse import quote
+
+    sc, det, desks, cases, page = browsable
+    desk = sorted(set(desks))[-1]
+    dom = _browse(tmp_path, page, f"filter=desk:{quote(desk)}&sort=trader&export")
+    text = html_mod.unescape(dom.split('<pre id="csv-out" hidden="">', 1)[1].split("</pre>", 1)[0])
+    got = list(csv.DictReader(io.StringIO(text)))
+    want = sorted(
+        (a for a, d in zip(det.alerts, desks, strict=True) if d == desk),
+        key=lambda a: a.trader_id,
+    )
+    assert [r["alert id"] for r in got] == [a.alert_id for a in want]
+    assert all(r["desk"] == desk for r in got)
+    for r, a in zip(got, want, strict=True):
+        assert r["trader"] == a.trader_id and r["status"] == cases[a.alert_id]["status"]
+        assert r["date"] == report.trading_date(a.start_ns) and r["score"] == f"{a.score:.1f}"
+    # the download is a data: URL built in the page (nothing is fetched)
+    assert "data:text/csv;charset=utf-8," in page

@@ -266,3 +266,29 @@ def test_serve_with_store_killed_and_restarted_stores_each_alert_once(url, tmp_p
         assert s.count("audit_log") == len(day.alerts)
         assert {e["who"] for r in rows for e in s.history(r["alert_id"])} == {"svc"}
         assert check(s) == []
+
+
+def test_evaluate_with_a_store_is_the_feedback_report(feeds, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'alerts.db'}"
+    assert sk(capsys, "run", str(feeds), "--store", url)[0] == 0
+    code, text, _ = sk(capsys, "alerts", "list", "--store", url, "--format", "jsonl")
+    first = json.loads(text.splitlines()[0])["alert_id"]
+    assert sk(capsys, "alerts", "assign", first, "--to", "maria", "--store", url)[0] == 0
+    assert sk(capsys, "alerts", "escalate", first, "--reason", "spoofing", "--store", url)[0] == 0
+    for by in ("typology", "desk", "score_band"):
+        code, table, _ = sk(capsys, "evaluate", "--store", url, "--by", by)
+        assert code == 0 and (table.splitlines()[0].split()[0] == by.split("_")[0])
+        assert sk(capsys, "alerts", "feedback", "--store", url, "--by", by)[1] == table
+        code, lines, _ = sk(capsys, "evaluate", "--store", url, "--by", by, "--json")
+        assert code == 0
+        assert (
+            sk(capsys, "alerts", "feedback", "--store", url, "--by", by, "--format", "jsonl")[1]
+            == lines
+        )
+    *groups, missed = [json.loads(line) for line in lines.splitlines()]
+    assert sum(g["decided"] for g in groups) == 1 == sum(g["true_positives"] for g in groups)
+    assert "suppressed_later_alerted" in missed
+    # no synthetic days were generated: the received-rule table is not there
+    assert "received rule" not in table
+    code, _, err = sk(capsys, "evaluate", "--store", f"sqlite:///{tmp_path / 'none.db'}")
+    assert code != 0 and err

@@ -4,8 +4,15 @@ What it holds, top to bottom:
 
 - the run summary (desks, trades, quarantine, alerts, suppressed, lag, time
   per stage, configuration, and precision/recall when the day was labelled);
-- the alert list, sortable by any column (a few lines of inline JavaScript;
-  it starts sorted by score, highest first);
+- the alert list: every alert, with its home desk, trading date, alert id
+  and, when the run has an alert store, its case status and disposition
+  ("not stored" otherwise); inline JavaScript sorts it by any column (click
+  or keyboard, with ``aria-sort``; it starts sorted by score, highest
+  first), filters it by desk / trader / asset class / status, searches it,
+  and exports the rows shown as CSV (a ``data:`` URL, nothing leaves the
+  page). The URL hash can preset all of that (``#sort=``, ``#filter=``,
+  ``#q=``, ``#export``: see the script), which is how the headless-browser
+  tests drive it;
 - for each of the ``max_charts`` highest-scoring alerts: the explanation, a
   chart of the trader's rolling window notional over the day for that asset
   class, and the table of the trades in the peak window;
@@ -110,6 +117,8 @@ def render_report(
     max_charts: int = DEFAULT_MAX_CHARTS,
     title: str = "surv-kernel alert report",
     generated_at: _dt.datetime | None = None,
+    desks: Sequence[str] | None = None,
+    cases: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The report as an HTML string, and info about it.
 
@@ -119,10 +128,19 @@ def render_report(
     :class:`~surv_kernel.model.DetectionConfig`, and ``summary`` the run
     summary dict of :mod:`surv_kernel.cli` (any mapping; known keys are
     formatted, the rest ignored).
+
+    ``desks`` is each alert's home desk, in the order of ``alerts``
+    (:meth:`~surv_kernel.pipeline.RunResult.home_desks`); ``cases`` the
+    store's case fields by alert id (:meth:`surv_kernel.store.Store.cases`):
+    ``None`` when the run has no store, and then the status and disposition
+    columns say "not stored" (as they do for an alert the store lacks).
     """
     if max_charts < 0:
         raise ValueError(f"max_charts must be >= 0, got {max_charts}")
     generated_at = generated_at or _dt.datetime.now(_dt.timezone.utc)
+    if desks is not None and len(desks) != len(alerts):
+        raise ValueError(f"desks must name one desk per alert: {len(desks)} for {len(alerts)}")
+    desk_of = dict(zip((a.alert_id for a in alerts), desks or (), strict=False))
     ranked = sorted(alerts, key=lambda a: (-a.score, a.start_ns, a.trader_id, a.asset_class))
     detailed = ranked[:max_charts]
     Figure = _matplotlib() if detailed else None
@@ -160,7 +178,7 @@ def render_report(
     ]
     body += [f'<p class="note">{n}</p>' for n in notes]
     body.append(_summary_section(summary or {}, len(ranked), len(suppressed)))
-    body.append(_alert_list(ranked, {a.alert_id for a in detailed}))
+    body.append(_alert_list(ranked, {a.alert_id for a in detailed}, desk_of, cases))
     if sections:
         body.append("<h2>Alerts in detail</h2>")
         body.append(
@@ -475,25 +493,80 @@ def _reconciliation(desks: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def _alert_list(ranked: Sequence[Any], detailed: set[str]) -> str:
+#: What the status and disposition columns say when the run has no store
+#: (or the store lacks the alert).
+NOT_STORED = "not stored"
+
+#: The alert list's filters: (row attribute, label).
+_FILTERS = (("desk", "desk"), ("trader", "trader"), ("asset", "asset class"), ("status", "status"))
+
+
+def trading_date(ns: int) -> str:
+    """The alert's trading date: the UTC date of its start (the store's
+    ``trading_date`` column is the same)."""
+    return _fmt_ts(ns)[:10]
+
+
+def _alert_list(
+    ranked: Sequence[Any],
+    detailed: set[str],
+    desk_of: Mapping[str, str],
+    cases: Mapping[str, Mapping[str, Any]] | None,
+) -> str:
+    """Every alert, one row each; the row's attributes hold what the
+    filters match (escaped like every cell), the page's script does the rest."""
     if not ranked:
         return "<h2>Alerts</h2><p>No alerts.</p>"
+    cols = (
+        ("score", "num"),
+        ("trader", ""),
+        ("asset class", ""),
+        ("desk", ""),
+        ("date", ""),
+        ("alert id", ""),
+        ("status", ""),
+        ("disposition", ""),
+        ("start (UTC)", "num"),
+        ("peak (UTC)", "num"),
+        ("peak window USD", "num"),
+        ("z", "num"),
+        ("x median", "num"),
+        ("baseline", ""),
+        ("trades", "num"),
+    )
     head = (
-        "<tr><th data-type='num' class='desc'>score</th><th>trader</th><th>asset class</th>"
-        "<th data-type='num'>start (UTC)</th><th data-type='num'>peak (UTC)</th>"
-        "<th data-type='num'>peak window USD</th><th data-type='num'>z</th>"
-        "<th data-type='num'>x median</th><th>baseline</th><th data-type='num'>trades</th></tr>"
+        "<tr>"
+        + "".join(
+            f"<th tabindex='0'{' data-type=' + repr(t) if t else ''}"
+            + (" class='desc' aria-sort='descending'" if name == "score" else " aria-sort='none'")
+            + f">{name}</th>"
+            for name, t in cols
+        )
+        + "</tr>"
     )
     body = []
+    seen: dict[str, set[str]] = {k: set() for k, _ in _FILTERS}
     for a in ranked:
         e = a.explanation
+        desk = desk_of.get(a.alert_id, "")
+        case = (cases or {}).get(a.alert_id)
+        status = str(case.get("status") or NOT_STORED) if case is not None else NOT_STORED
+        disposition = str(case.get("disposition") or "-") if case is not None else NOT_STORED
+        values = {"desk": desk, "trader": a.trader_id, "asset": a.asset_class, "status": status}
+        for k, v in values.items():
+            seen[k].add(str(v))
         name = _e(a.trader_id)
+        ident = _e(a.alert_id)
         if a.alert_id in detailed:
             name = f'<a href="#{_anchor(a)}">{name}</a>'
+            ident = f'<a href="#{_anchor(a)}">{ident}</a>'
+        attrs = "".join(f' data-{k}="{_e(v)}"' for k, v in values.items())
         body.append(
-            "<tr>"
+            f"<tr{attrs}>"
             f"<td data-v='{a.score}'>{a.score:.1f}</td>"
             f"<td>{name}</td><td>{_e(a.asset_class)}</td>"
+            f"<td>{_e(desk)}</td><td>{trading_date(a.start_ns)}</td><td>{ident}</td>"
+            f"<td>{_e(status)}</td><td>{_e(disposition)}</td>"
             f"<td data-v='{a.start_ns}'>{_fmt_ts(a.start_ns)}</td>"
             f"<td data-v='{a.peak_ns}'>{_fmt_ts(a.peak_ns)}</td>"
             f"<td data-v='{a.peak_window_sum_usd}'>{_fmt_usd(a.peak_window_sum_usd)}</td>"
@@ -503,13 +576,31 @@ def _alert_list(ranked: Sequence[Any], detailed: set[str]) -> str:
             f"<td data-v='{len(a.trades)}'>{len(a.trades)}</td>"
             "</tr>"
         )
+    controls = []
+    for key, label in _FILTERS:
+        options = "".join(f'<option value="{_e(v)}">{_e(v)}</option>' for v in sorted(seen[key]))
+        controls.append(
+            f'<label>{label} <select data-filter="{key}"><option value="">all</option>'
+            f"{options}</select></label>"
+        )
+    controls.append('<label>search <input type="search" id="alert-search"></label>')
+    controls.append('<button type="button" id="alert-export">export CSV</button>')
+    note = (
+        "status and disposition from the alert store"
+        if cases is not None
+        else "status and disposition: not stored (run with --store URL to see the cases)"
+    )
     return (
         f"<h2>Alerts ({len(ranked):,})</h2>\n"
-        '<p class="muted">Click a column heading to sort; a trader links to the alert\'s chart '
-        "when it has one.</p>\n"
+        '<p class="muted">Every alert of the run. Click a column heading (or focus it and '
+        "press Enter) to sort; filter and search narrow the list, export CSV saves the rows "
+        f"shown; a trader links to the alert's chart when it has one. {_e(note)}.</p>\n"
+        f'<div class="filters">{"".join(controls)} '
+        f'<span class="muted" id="alert-count" aria-live="polite">{len(ranked):,} of '
+        f"{len(ranked):,} shown</span></div>\n"
         f'<table class="sortable" id="alerts"><thead>{head}</thead><tbody>'
         + "\n".join(body)
-        + "</tbody></table>"
+        + '</tbody></table><pre id="csv-out" hidden></pre>'
     )
 
 
@@ -629,44 +720,131 @@ section.alert{border:1px solid #ddd;border-radius:6px;padding:12px 14px;margin:1
 padding:6px 8px}
 img.chart{width:100%;max-width:1100px;height:auto;display:block;margin:8px 0}
 details summary{cursor:pointer;color:#333;margin:4px 0}
+.filters{display:flex;flex-wrap:wrap;gap:10px;align-items:center;margin:6px 0 10px}
+.filters label{font-size:13px}th:focus-visible{outline:2px solid #4c78a8}
 """
 
 _JS = r"""
+// sortable tables: click a heading, or focus it (Tab) and press Enter or
+// Space; the sorted heading carries aria-sort for screen readers
+function sortBy(table, th, desc) {
+  var ths = Array.prototype.slice.call(table.querySelectorAll('thead th'));
+  var col = ths.indexOf(th), num = th.dataset.type === 'num';
+  ths.forEach(function (h) {
+    h.classList.remove('asc', 'desc');
+    h.setAttribute('aria-sort', 'none');
+  });
+  th.classList.add(desc ? 'desc' : 'asc');
+  th.setAttribute('aria-sort', desc ? 'descending' : 'ascending');
+  var body = table.tBodies[0];
+  var rows = Array.prototype.slice.call(body.rows);
+  function key(r) {
+    var c = r.cells[col];
+    var v = c.getAttribute('data-v');
+    return num ? parseFloat(v === null ? c.textContent : v) : c.textContent.toLowerCase();
+  }
+  rows.sort(function (a, b) {
+    var x = key(a), y = key(b);
+    var c = x < y ? -1 : x > y ? 1 : 0;
+    return desc ? -c : c;
+  });
+  rows.forEach(function (r) { body.appendChild(r); });
+}
 document.querySelectorAll('table.sortable').forEach(function (table) {
-  table.querySelectorAll('thead th').forEach(function (th, col) {
-    th.addEventListener('click', function () {
-      var num = th.dataset.type === 'num';
-      var desc = !th.classList.contains('desc');
-      table.querySelectorAll('thead th').forEach(function (h) { h.classList.remove('asc', 'desc'); });
-      th.classList.add(desc ? 'desc' : 'asc');
-      var body = table.tBodies[0];
-      var rows = Array.prototype.slice.call(body.rows);
-      function key(r) {
-        var c = r.cells[col];
-        var v = c.getAttribute('data-v');
-        return num ? parseFloat(v === null ? c.textContent : v) : c.textContent.toLowerCase();
-      }
-      rows.sort(function (a, b) {
-        var x = key(a), y = key(b);
-        var c = x < y ? -1 : x > y ? 1 : 0;
-        return desc ? -c : c;
-      });
-      rows.forEach(function (r) { body.appendChild(r); });
+  table.querySelectorAll('thead th').forEach(function (th) {
+    th.tabIndex = 0;
+    if (!th.hasAttribute('aria-sort')) th.setAttribute('aria-sort', 'none');
+    function toggle() { sortBy(table, th, !th.classList.contains('desc')); }
+    th.addEventListener('click', toggle);
+    th.addEventListener('keydown', function (ev) {
+      if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); toggle(); }
     });
   });
 });
-// a link ending in #sort=trader (ascending) or #sort=-score (descending)
-// opens the alert list sorted by that column
-(function () {
-  var m = /sort=(-?)([\w ]+)/.exec(decodeURIComponent(location.hash));
+
+// the alert list's filters (desk, trader, asset class, status: exact) and
+// search (any cell, case-insensitive); rows that do not match are hidden
+var surv = (function () {
   var table = document.getElementById('alerts');
-  if (!m || !table) return;
-  table.querySelectorAll('thead th').forEach(function (th) {
-    if (th.textContent.split(' (')[0].trim() !== m[2]) return;
-    th.classList.remove('asc', 'desc');
-    th.click();
-    if (!m[1]) th.click();
+  if (!table) return null;
+  var selects = document.querySelectorAll('select[data-filter]');
+  var search = document.getElementById('alert-search');
+  function apply() {
+    var want = {};
+    selects.forEach(function (s) { if (s.value) want[s.dataset.filter] = s.value; });
+    var q = search.value.trim().toLowerCase(), shown = 0, rows = table.tBodies[0].rows;
+    for (var i = 0; i < rows.length; i++) {
+      var r = rows[i], ok = true;
+      for (var k in want) if (r.dataset[k] !== want[k]) ok = false;
+      if (ok && q && r.textContent.toLowerCase().indexOf(q) < 0) ok = false;
+      r.hidden = !ok;
+      if (ok) shown++;
+    }
+    document.getElementById('alert-count').textContent =
+      shown + ' of ' + rows.length + ' shown';
+  }
+  function setFilter(key, value) {
+    selects.forEach(function (s) { if (s.dataset.filter === key) s.value = value; });
+  }
+  // the rows shown, as CSV (every field quoted; a cell that a spreadsheet
+  // would run as a formula gets a leading apostrophe)
+  function csv() {
+    function field(t) {
+      t = t.trim();
+      if (/^[=+@]/.test(t) || /^-[^0-9.]/.test(t)) t = "'" + t;
+      return '"' + t.replace(/"/g, '""') + '"';
+    }
+    function line(cells) {
+      return Array.prototype.map.call(cells, function (c) {
+        return field(c.textContent);
+      }).join(',');
+    }
+    var out = [line(table.tHead.rows[0].cells)];
+    Array.prototype.forEach.call(table.tBodies[0].rows, function (r) {
+      if (!r.hidden) out.push(line(r.cells));
+    });
+    return out.join('\r\n') + '\r\n';
+  }
+  function download() {
+    var a = document.createElement('a');
+    a.href = 'data:text/csv;charset=utf-8,' + encodeURIComponent(csv());
+    a.download = 'alerts.csv';
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+  }
+  selects.forEach(function (s) { s.addEventListener('change', apply); });
+  search.addEventListener('input', apply);
+  document.getElementById('alert-export').addEventListener('click', download);
+  return { apply: apply, setFilter: setFilter, csv: csv, download: download, table: table };
+})();
+
+// a link to the report can say how to open the alert list:
+//   #sort=trader (ascending) or #sort=-score (descending)
+//   #filter=desk:NY,status:open (values URI-encoded)   #q=search%20text
+//   #export: also write the CSV of the rows shown into <pre id="csv-out">
+(function () {
+  if (!surv) return;
+  var args = {};
+  location.hash.replace(/^#/, '').split('&').forEach(function (kv) {
+    var i = kv.indexOf('=');
+    if (kv) args[i < 0 ? kv : kv.slice(0, i)] = i < 0 ? '' : kv.slice(i + 1);
   });
+  if (args.sort) {
+    var m = /^(-?)(.+)$/.exec(decodeURIComponent(args.sort));
+    surv.table.querySelectorAll('thead th').forEach(function (th) {
+      if (th.textContent.split(' (')[0].trim() === m[2]) sortBy(surv.table, th, !!m[1]);
+    });
+  }
+  if (args.filter) {
+    args.filter.split(',').forEach(function (f) {
+      var i = f.indexOf(':');
+      if (i > 0) surv.setFilter(decodeURIComponent(f.slice(0, i)), decodeURIComponent(f.slice(i + 1)));
+    });
+  }
+  if (args.q !== undefined) document.getElementById('alert-search').value = decodeURIComponent(args.q);
+  surv.apply();
+  if ('export' in args) document.getElementById('csv-out').textContent = surv.csv();
 })();
 """
 

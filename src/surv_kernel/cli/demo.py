@@ -195,19 +195,22 @@ def _evaluate_and_report(
         "evaluation": msgspec.to_builtins(ev),
     }
     title = f"surv-kernel demo (seed {args.seed})"
+    store_sink = None
+    if args.store:
+        from ..store import StoreSink
+
+        # with the evaluation in the stored summary; before the report (which
+        # reads the cases back) and summary.json (which names the run id)
+        store_sink = StoreSink(args.store, who=args.user, extra=extra)
+        result.outputs.update(store_sink.write(result))
     ReportSink(
         staging / "report.html",
         max_charts=args.max_charts,
         title=title,
         extra=extra,
         shown_as=out.shown_as,
+        cases=store_sink,
     ).write(result)
-    if args.store:
-        from ..store import StoreSink
-
-        # with the evaluation in the stored summary; before summary.json,
-        # which names the run id
-        result.outputs.update(StoreSink(args.store, who=args.user, extra=extra).write(result))
     extra["total_s"] = time.perf_counter() - t0
     SummarySink(staging / "summary.json", extra=extra).write(result)
     return summary_dict(result, extra=extra)

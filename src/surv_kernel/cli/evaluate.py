@@ -1,4 +1,5 @@
-"""``surv-kernel evaluate``: the received rule vs the model on labelled days."""
+"""``surv-kernel evaluate``: the received rule vs the model on labelled days;
+with ``--store URL``, the analysts' verdicts instead (``alerts feedback``)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,19 @@ def add_parser(sub: Any, common: Any, model: Any, pool: Any) -> None:
         help="skip the received pair rule (it is O(pairs) and slow on big days)",
     )
     ev.add_argument("--json", action="store_true", help="print the rows as JSON instead")
+    ev.add_argument(
+        "--store",
+        metavar="URL",
+        help="instead of synthetic days: precision from the analysts' dispositions in this "
+        "alert store, and the suppressed episodes later alerted (the same report as "
+        "'surv-kernel alerts feedback'; --json gives JSON lines)",
+    )
+    ev.add_argument(
+        "--by",
+        choices=("typology", "desk", "score_band"),
+        default="typology",
+        help="with --store: group the precision by this (default typology)",
+    )
     ev.set_defaults(func=cmd_evaluate)
 
 
@@ -67,6 +81,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..evaluation.scenario import MIXES, evaluate_alerts, generate_day
     from ..model import detect
 
+    if args.store:
+        from .alerts import cmd_feedback
+
+        args.format = "jsonl" if args.json else "table"
+        return cmd_feedback(args)
     if args.mix not in MIXES:
         raise CliError(EXIT_USAGE, f"unknown --mix {args.mix!r}; choose one of: {', '.join(MIXES)}")
     config = config_from_args(args)

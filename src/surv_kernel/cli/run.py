@@ -145,6 +145,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             shown_as=shown_as,
         )
     sinks: list[Any] = [first]
+    store_sink = None
+    if args.store:
+        from ..store import StoreSink
+
+        # after the files are staged, before the report (which reads the
+        # cases back) and summary.json (which names the run id): a store
+        # that cannot be written fails the run, unpublished
+        store_sink = StoreSink(args.store, who=args.user)
+        sinks.append(store_sink)
     if args.report:
         report = Path(args.report)
         if (
@@ -155,15 +164,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             report = staging / report.name  # DIR/report.html: part of the published set
         sinks.append(
             ReportSink(
-                report, max_charts=args.max_charts, title="surv-kernel run", shown_as=shown_as
+                report,
+                max_charts=args.max_charts,
+                title="surv-kernel run",
+                shown_as=shown_as,
+                cases=store_sink,
             )
         )
-    if args.store:
-        from ..store import StoreSink
-
-        # after the files are staged, before summary.json (which names the
-        # run id): a store that cannot be written fails the run, unpublished
-        sinks.append(StoreSink(args.store, who=args.user))
     if staging is not None:
         sinks.append(SummarySink(staging / "summary.json"))
     if args.memory == "bounded":

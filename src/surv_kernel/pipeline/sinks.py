@@ -149,7 +149,15 @@ class JsonLinesSink:
 
 
 class ReportSink:
-    """The self-contained HTML report (:mod:`surv_kernel.report`)."""
+    """The self-contained HTML report (:mod:`surv_kernel.report`).
+
+    ``cases``: where each alert's case status and disposition come from, any
+    object with ``cases(alert_ids) -> {alert_id: {"status": ..., "disposition":
+    ...}}``: the run's :class:`~surv_kernel.store.StoreSink` (or an open
+    :class:`~surv_kernel.store.Store`; the pipeline layer does not import the
+    store). Put that StoreSink before this sink, so the run's alerts are in
+    the store when the report is drawn; without ``cases`` the report says
+    "not stored"."""
 
     def __init__(
         self,
@@ -159,7 +167,9 @@ class ReportSink:
         title: str = "surv-kernel run",
         extra: dict[str, Any] | None = None,
         shown_as: Callable[[Path], str] = str,
+        cases: Any = None,
     ) -> None:
+        self.cases = cases
         self.path = Path(path)
         self.max_charts = max_charts
         self.title = title
@@ -172,6 +182,9 @@ class ReportSink:
         t0 = time.perf_counter()
         result.outputs["report"] = self.shown_as(self.path)
         summary = summary_dict(result, extra=self.extra)
+        cases = None
+        if self.cases is not None:
+            cases = self.cases.cases([a.alert_id for a in result.detection.alerts])
         try:
             report.write_report(
                 self.path,
@@ -182,6 +195,8 @@ class ReportSink:
                 summary=summary,
                 max_charts=self.max_charts,
                 title=self.title,
+                desks=result.home_desks(),
+                cases=cases,
             )
         except OSError as exc:
             raise OutputError(f"cannot write report {self.path}: {exc.strerror or exc}") from None

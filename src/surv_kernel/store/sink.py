@@ -43,6 +43,14 @@ class StoreSink:
         result.stages["store"] = result.stages.get("store", 0.0) + time.perf_counter() - t0
         return {"store": f"{redact(url)} run {self.run_id}"}
 
+    def cases(self, alert_ids: Any) -> dict[str, dict[str, Any]]:
+        """The stored cases of ``alert_ids`` (:meth:`Store.cases`), for the
+        report (:class:`~surv_kernel.pipeline.ReportSink`'s ``cases``)."""
+        if isinstance(self.store, Store):
+            return self.store.cases(alert_ids)
+        with open_store(self.store, create=False, migrate=False) as store:
+            return store.cases(alert_ids)
+
 
 class StoreEventSink:
     """The store on ``surv-kernel serve``'s event-sink seam

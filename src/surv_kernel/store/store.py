@@ -477,6 +477,29 @@ class Store:
             out.append(d)
         return out
 
+    def cases(self, alert_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The case fields (status, assignee, disposition) of the stored
+        ones of ``alert_ids``, by alert id; an id not in the store is absent.
+        Asked in chunks so a run's thousands of alerts stay under every
+        driver's limit on bound parameters."""
+        out: dict[str, dict[str, Any]] = {}
+        ids = list(dict.fromkeys(alert_ids))
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            rows = self.backend.query(
+                "SELECT alert_id, status, assignee, disposition FROM dispositions "
+                f"WHERE alert_id IN ({', '.join('?' for _ in chunk)})",
+                chunk,
+            )
+            for alert_id, status, assignee, disposition in rows:
+                out[alert_id] = {
+                    "status": status,
+                    "assignee": assignee,
+                    "disposition": disposition,
+                }
+        self._end_read()
+        return out
+
     def trader_days(self, trader: str) -> list[dict[str, Any]]:
         """The trader's alerts per trading date: count, best score, still open."""
         rows = self.backend.query(
