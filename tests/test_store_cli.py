@@ -292,3 +292,20 @@ def test_evaluate_with_a_store_is_the_feedback_report(feeds, tmp_path, capsys):
     assert "received rule" not in table
     code, _, err = sk(capsys, "evaluate", "--store", f"sqlite:///{tmp_path / 'none.db'}")
     assert code != 0 and err
+
+
+def test_run_with_out_keeps_a_sqlite_store_there_by_default(feeds, tmp_path, capsys):
+    """Issue 12: --store defaults to a SQLite file in --out, kept across runs
+    beside the published sets; --store none opts out."""
+    code, _, err = sk(capsys, "run", str(feeds), "--out", "out")
+    assert code == 0, err
+    db = tmp_path / "out" / "alerts.db"
+    assert db.exists() and f"sqlite:///{db}" in err
+    code, _, err = sk(capsys, "run", str(feeds), "--out", "out")
+    assert code == 0, err
+    code, out, err = sk(capsys, "store", "runs", "--store", f"sqlite:///{db}")
+    assert code == 0, err
+    assert len(out.splitlines()) == 1 + 2  # a header and two run records
+    code, _, err = sk(capsys, "run", str(feeds), "--out", "plain", "--store", "none")
+    assert code == 0, err
+    assert not (tmp_path / "plain" / "alerts.db").exists()

@@ -260,11 +260,23 @@ def store_option(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="also record the run (alerts, suppressed episodes, quarantine summary, per-desk "
         "outcomes) in this alert store: sqlite:///path.db or postgresql://user@host/db; "
-        "work it with 'surv-kernel alerts'",
+        "work it with 'surv-kernel alerts'. Default with --out: sqlite:///OUT/alerts.db; "
+        "'none': no store",
     )
     parser.add_argument(
         "--user", metavar="NAME", help="who ran it, in the store's records (default: $USER)"
     )
+
+
+def store_url(args: argparse.Namespace, out_dir: Any) -> str | None:
+    """The run's alert store: ``--store``, else a SQLite file in ``--out``
+    (``OUT/alerts.db``, beside the published run sets, kept across runs);
+    ``--store none`` or no ``--out``: none."""
+    if args.store is not None:
+        return None if args.store.strip().lower() == "none" else args.store
+    if out_dir is None:
+        return None
+    return f"sqlite:///{Path(out_dir).resolve() / 'alerts.db'}"
 
 
 def subcommand(

@@ -19,6 +19,7 @@ from .common import (
     positive_float,
     positive_int,
     store_option,
+    store_url,
     subcommand,
     summary_lines,
 )
@@ -196,12 +197,13 @@ def _evaluate_and_report(
     }
     title = f"surv-kernel demo (seed {args.seed})"
     store_sink = None
-    if args.store:
+    store = store_url(args, args.out)
+    if store:
         from ..store import StoreSink
 
         # with the evaluation in the stored summary; before the report (which
         # reads the cases back) and summary.json (which names the run id)
-        store_sink = StoreSink(args.store, who=args.user, extra=extra)
+        store_sink = StoreSink(store, who=args.user, extra=extra)
         result.outputs.update(store_sink.write(result))
     ReportSink(
         staging / "report.html",

@@ -18,6 +18,7 @@ from .common import (
     load_baselines,
     nonnegative_int,
     store_option,
+    store_url,
     subcommand,
     summary_lines,
 )
@@ -146,13 +147,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     sinks: list[Any] = [first]
     store_sink = None
-    if args.store:
+    store = store_url(args, args.out)
+    if store:
         from ..store import StoreSink
 
         # after the files are staged, before the report (which reads the
         # cases back) and summary.json (which names the run id): a store
         # that cannot be written fails the run, unpublished
-        store_sink = StoreSink(args.store, who=args.user)
+        store_sink = StoreSink(store, who=args.user)
         sinks.append(store_sink)
     if args.report:
         report = Path(args.report)
