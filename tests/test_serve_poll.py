@@ -126,11 +126,17 @@ def test_the_poller_counts_failures_and_never_spools_twice(tmp_path):
     # a torn last line (a crash mid-write) is cut on restart and fetched again
     with open(tmp_path / "spool" / "A.ndjson", "ab") as f:
         f.write(b'{"trade_id": "T3", "x"')
-    answers["A"] = [json.dumps([{"trade_id": "T1"}, {"trade_id": "T3", "x": 3}])]
+    answers["A"] = [json.dumps([{"trade_id": "T1", "x": 1.5}, {"trade_id": "T3", "x": 3}])]
     p2 = DeskPoller(["A"], call, tmp_path / "spool", registry=reg)
     assert p2.poll_once() == {"A": 1}
     lines = (tmp_path / "spool" / "A.ndjson").read_text().splitlines()
     assert [json.loads(x)["trade_id"] for x in lines] == ["T1", "T2", "T3"]
+    # a record that comes back changed under a spooled id is not dropped
+    # unseen: it is spooled, and the stream quarantines it as a duplicate id
+    answers["A"] = [json.dumps([{"trade_id": "T1", "x": 9.0}])]
+    assert p2.poll_once() == {"A": 1}
+    lines = (tmp_path / "spool" / "A.ndjson").read_text().splitlines()
+    assert [json.loads(x) for x in lines][-1] == {"trade_id": "T1", "x": 9.0}
 
 
 def test_poll_call_and_options_are_checked():

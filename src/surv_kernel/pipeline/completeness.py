@@ -145,9 +145,9 @@ def reconcile(
         analysed_by.setdefault(names.desk[d], {})[names.asset_class[ac]] = n
 
     volumes: dict[str, VolumeCheck] = {}
-    profiles = getattr(result.baselines, "desks", None) if result.baselines is not None else None
+    profiles = getattr(result.baselines, "desks", None)  # None without baselines
     if profiles and min_ratio > 0:
-        episodes = Counter(home for home in home_desks)
+        episodes = Counter(home_desks)
         for (desk, _), n in supp_by.items():
             episodes[desk] += n
         for v in check_volumes(

@@ -10,9 +10,12 @@ the spool like any desk file, so cursors, checkpoints, crash recovery and the
 duplicate-id rule are the same for a polled desk as for a desk that writes
 its own file.
 
-A record is new when its ``trade_id`` was not spooled before (a record
-without a string ``trade_id`` by its exact JSON text): a feed that returns the
-whole day every time costs a decode, not a re-detection. The spool is the
+A record is new when its exact JSON text was not spooled before (kept as a
+16-byte digest): a feed that returns the whole day every time costs a decode,
+not a re-detection. A record that comes back *changed* under a trade id
+already spooled is spooled again, so the stream quarantines it as
+``duplicate_trade_id`` (counted, with the record) instead of the poller
+dropping it unseen. The spool is the
 poller's own file: on start it reads the ids already spooled and cuts a torn
 last line (a crash mid-write) back to the last newline, so no line is ever
 joined to the next. A call that fails, or a feed that is not a JSON array, is
@@ -23,6 +26,7 @@ then gets no new lines and ``/health`` marks it SILENT after
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -58,9 +62,9 @@ def load_call(spec: str) -> Callable[[Any], Any]:
     return fn
 
 
-def _key(record: Any, text: str) -> str:
-    tid = record.get("trade_id") if isinstance(record, dict) else None
-    return tid if isinstance(tid, str) else "\x00" + text
+def _key(line: bytes) -> bytes:
+    """The identity of a spooled record: a digest of its exact line."""
+    return hashlib.blake2b(line, digest_size=16).digest()
 
 
 class DeskPoller:
@@ -84,14 +88,14 @@ class DeskPoller:
         self.deadline_s = deadline_s
         self.registry = registry
         self.spool.mkdir(parents=True, exist_ok=True)
-        self._seen: dict[str, set[str]] = {d: self._recover(d) for d in self.desks}
+        self._seen: dict[str, set[bytes]] = {d: self._recover(d) for d in self.desks}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def path(self, desk: str) -> Path:
         return self.spool / f"{desk}.ndjson"
 
-    def _recover(self, desk: str) -> set[str]:
+    def _recover(self, desk: str) -> set[bytes]:
         """The ids already spooled; a torn last line is cut off (it is fetched again)."""
         p = self.path(desk)
         if not p.exists():
@@ -105,16 +109,7 @@ class DeskPoller:
                 f.truncate(end)
                 f.flush()
                 os.fsync(f.fileno())
-        seen = set()
-        for line in data[:end].splitlines():
-            if line.strip():
-                text = line.decode("utf-8", "replace")
-                try:
-                    record = json.loads(text)
-                except ValueError:
-                    record = None
-                seen.add(_key(record, text))
-        return seen
+        return {_key(line) for line in data[:end].splitlines() if line.strip()}
 
     def poll_once(self) -> dict[str, int]:
         """One call per desk; returns desk -> records appended (-1: the call failed)."""
@@ -145,10 +140,11 @@ class DeskPoller:
         lines = []
         for record in records:
             text = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
-            key = _key(record, text)
+            line = text.encode("utf-8", "surrogatepass")
+            key = _key(line)
             if key not in seen:
                 seen.add(key)
-                lines.append(text.encode("utf-8", "surrogatepass") + b"\n")
+                lines.append(line + b"\n")
         if lines:
             # one write of whole lines, then fsync: the tail sees complete lines only
             with open(self.path(desk), "ab") as f:
